@@ -1,0 +1,79 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "swetcd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "swetcd", targets: ["swetcd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+    ],
+    targets: [
+        // Swift generated from Protos/ by Scripts/generate-protos.sh (committed).
+        .target(
+            name: "EtcdProto",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ]
+        ),
+        // Revisions, key index, range/put/delete/txn, compaction.
+        .target(name: "MVCC", dependencies: ["EtcdProto"]),
+        // The member: submit/apply boundary, apply loop, IDs, cluster metadata.
+        .target(
+            name: "EtcdServer",
+            dependencies: [
+                "EtcdProto", "MVCC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // gRPC services and the client listener; etcd error mapping.
+        .target(
+            name: "EtcdAPI",
+            dependencies: [
+                "EtcdProto", "EtcdServer",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // etcd's flags, ETCD_* variables and YAML config file, parsed into one value;
+        // etcd's two log formats (capnslog text, zap JSON) as swift-log handlers.
+        .target(
+            name: "EtcdConfig",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The executable: wires config, logging, signals, server and listeners.
+        .executableTarget(
+            name: "swetcd",
+            dependencies: [
+                "EtcdConfig", "EtcdServer", "EtcdAPI",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "EtcdProto"]),
+        .testTarget(name: "EtcdServerTests", dependencies: ["EtcdServer", "EtcdProto"]),
+        .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "EtcdServer", "EtcdProto"]),
+        .testTarget(name: "EtcdConfigTests", dependencies: ["EtcdConfig"]),
+    ]
+)

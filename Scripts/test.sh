@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: unit and end-to-end tests (swift test), then the interop
+# scenarios, which drive stock etcdctl and the Go test client against swetcd and
+# compare with outputs recorded from real etcd 3.4.23.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for tool in etcdctl etcd go curl protoc; do
+  command -v "$tool" >/dev/null || echo "warning: $tool not found; .ci/run installs what the tests need" >&2
+done
+swift build --product swetcd
+swift test
+python3 interop/run.py --selftest
+python3 interop/run.py --server-bin "$(swift build --show-bin-path)/swetcd"

@@ -1,0 +1,184 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// One client URL's listener: like etcd, it serves gRPC (HTTP/2) and plain HTTP/1.1 on the
+/// same port. Every accepted connection gets the gRPC pipeline behind a `ProtocolSwitch`,
+/// which holds the first bytes until they show the HTTP/2 client preface or not; a
+/// connection that is not HTTP/2 is served by `HTTPEndpoints` in front of the switch.
+/// (The connection initializer must complete before NIO registers the connection, so the
+/// choice cannot be made there: the switch makes it once bytes arrive.)
+struct ClientListenerFactory: HTTP2ServerTransport.ListenerFactory {
+    let host: String
+    let port: Int
+    let http: HTTPEndpoints
+    let eventLoopGroup: any EventLoopGroup
+
+    func makeListeningChannel(
+        listenerConfigurator: HTTP2ServerTransport.ListenerConfigurator,
+        connectionConfigurator: HTTP2ServerTransport.ConnectionConfigurator
+    ) async throws -> NIOAsyncChannel<HTTP2ServerTransport.ConnectionConfigurator.ConnectionChannel, Never> {
+        let http = self.http
+        return try await ServerBootstrap(group: eventLoopGroup)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { listenerConfigurator.configure(channel: $0) }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ProtocolSwitch(http: http))
+                }.flatMap {
+                    connectionConfigurator.configure(channel: channel, tls: .none)
+                }
+            }
+    }
+}
+
+/// Sits first in a connection's pipeline, in front of the gRPC (HTTP/2) handlers. Until the
+/// first bytes tell HTTP/2 (the client connection preface) from anything else it holds
+/// inbound bytes and the HTTP/2 side's outbound writes (its SETTINGS). HTTP/2: it releases
+/// both and leaves. Otherwise it puts HTTP/1.1 handlers in front of itself, replays the
+/// bytes to them, and from then on swallows whatever the idle HTTP/2 side writes.
+final class ProtocolSwitch: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = Any
+    typealias OutboundOut = Any
+
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    private enum Mode { case undecided, http1 }
+
+    private let http: HTTPEndpoints
+    private var mode = Mode.undecided
+    private var inbound: ByteBuffer?
+    private var outbound: [(NIOAny, EventLoopPromise<Void>?)] = []
+    private var flushPending = false
+
+    init(http: HTTPEndpoints) { self.http = http }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard mode == .undecided else { return }  // http1: its handlers sit in front of us
+        var bytes = unwrapInboundIn(data)
+        if inbound == nil { inbound = bytes } else { inbound!.writeBuffer(&bytes) }
+        let seen = inbound!.readableBytesView
+        let n = min(seen.count, Self.preface.count)
+        if !seen.prefix(n).elementsEqual(Self.preface.prefix(n)) {
+            switchToHTTP1(context: context)
+        } else if n == Self.preface.count {
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch mode {
+        case .undecided: outbound.append((data, promise))
+        case .http1: promise?.succeed()
+        }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        if mode == .undecided { flushPending = true }
+    }
+
+    /// HTTP/2: hand the held writes and bytes on, then leave the pipeline.
+    func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
+        for (data, promise) in outbound { context.write(data, promise: promise) }
+        outbound.removeAll()
+        if flushPending { context.flush() }
+        if let bytes = inbound {
+            inbound = nil
+            context.fireChannelRead(wrapInboundOut(bytes))
+            context.fireChannelReadComplete()
+        }
+        context.leavePipeline(removalToken: removalToken)
+    }
+
+    private func switchToHTTP1(context: ChannelHandlerContext) {
+        mode = .http1
+        for (_, promise) in outbound { promise?.succeed() }
+        outbound.removeAll()
+        let ops = context.pipeline.syncOperations
+        do {
+            for handler: any ChannelHandler in [
+                HTTPResponseEncoder(),
+                ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)),
+                HTTPServerPipelineHandler(),
+                HTTPServerProtocolErrorHandler(),
+                HTTP1Handler(endpoints: http),
+            ] {
+                try ops.addHandler(handler, position: .before(self))
+            }
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        if let bytes = inbound {
+            inbound = nil
+            context.pipeline.fireChannelRead(NIOAny(bytes))
+            context.pipeline.fireChannelReadComplete()
+        }
+    }
+}
+
+/// The HTTP/1.1 side of the client port: a request line in, one response out.
+public struct HTTPEndpoints: Sendable {
+    public struct Response: Sendable {
+        public var status: HTTPResponseStatus
+        public var contentType: String
+        public var body: String
+
+        public init(status: HTTPResponseStatus = .ok, contentType: String = "application/json", body: String) {
+            self.status = status
+            self.contentType = contentType
+            self.body = body
+        }
+    }
+
+    public let handle: @Sendable (_ method: HTTPMethod, _ uri: String) -> Response
+
+    public init(handle: @escaping @Sendable (_ method: HTTPMethod, _ uri: String) -> Response) {
+        self.handle = handle
+    }
+}
+
+/// Answers HTTP/1.1 requests; terminal: nothing it reads goes further down the pipeline.
+final class HTTP1Handler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let endpoints: HTTPEndpoints
+    nonisolated(unsafe) private var head: HTTPRequestHead?
+
+    init(endpoints: HTTPEndpoints) { self.endpoints = endpoints }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The server is shutting down: an HTTP/1.1 connection has nothing to finish.
+        if event is ChannelShouldQuiesceEvent { context.close(promise: nil) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+        case .body:
+            break
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            let r = endpoints.handle(h.method, h.uri)
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: r.contentType)
+            headers.add(name: "Content-Length", value: String(r.body.utf8.count))
+            if !h.isKeepAlive { headers.add(name: "Connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: r.status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: r.body)))), promise: nil)
+            let keepAlive = h.isKeepAlive
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+                if !keepAlive { context.close(promise: nil) }
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import EtcdProto
+import EtcdServer
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The client-facing server of one listen URL: etcd's gRPC services and HTTP endpoints.
+public final class ClientServer: Sendable {
+    public struct Options: Sendable {
+        /// etcd's --grpc-keepalive-min-time: clients may ping this often while a stream is open.
+        public var keepaliveMinTime: Duration = .seconds(5)
+        /// etcd's --grpc-keepalive-interval and --grpc-keepalive-timeout.
+        public var keepaliveInterval: Duration = .seconds(2 * 60 * 60)
+        public var keepaliveTimeout: Duration = .seconds(20)
+
+        public init() {}
+    }
+
+    /// etcd lets gRPC accept this much more than --max-request-bytes, so that a request
+    /// just over the limit reaches the server and gets "etcdserver: request is too large".
+    static let grpcOverheadBytes = 512 * 1024
+
+    private let grpc: GRPCServer<HTTP2ServerTransport.Custom<ClientListenerFactory>>
+    private let transport: HTTP2ServerTransport.Custom<ClientListenerFactory>
+
+    public init(server: EtcdServer, host: String, port: Int, options: Options = Options()) {
+        let factory = ClientListenerFactory(
+            host: host, port: port, http: Self.httpEndpoints(server),
+            eventLoopGroup: MultiThreadedEventLoopGroup.singletonMultiThreadedEventLoopGroup)
+        var config = HTTP2ServerTransport.Custom<ClientListenerFactory>.Config.defaults
+        config.connection.keepalive = .init(
+            time: options.keepaliveInterval, timeout: options.keepaliveTimeout,
+            clientBehavior: .init(minPingIntervalWithoutCalls: options.keepaliveMinTime, allowWithoutCalls: false))
+        // etcd's gRPC limit is enforced with gRPC-Go's error by the KV deserializers; the
+        // transport's own limit (which resets the stream) only stops much larger messages.
+        let receiveLimit = server.config.maxRequestBytes + Self.grpcOverheadBytes
+        config.rpc.maxRequestPayloadSize = max(4 * receiveLimit, 16 << 20)
+        transport = HTTP2ServerTransport.Custom(listenerFactory: factory, config: config)
+        grpc = GRPCServer(
+            transport: transport,
+            services: [
+                KVGRPC(kv: KVService(server: server), receiveLimit: receiveLimit),
+                MaintenanceGRPC(maintenance: MaintenanceService(server: server)),
+                ClusterGRPC(cluster: ClusterService(server: server)),
+            ])
+    }
+
+    /// Serves until `shutDown()`; throws if the address cannot be bound.
+    public func serve() async throws { try await grpc.serve() }
+
+    /// The bound port, once listening (nil if binding failed or the server stopped).
+    public var boundPort: Int? {
+        get async {
+            let address = await transport.listeningAddress
+            return address?.ipv4?.port ?? address?.ipv6?.port
+        }
+    }
+
+    public func shutDown() { grpc.beginGracefulShutdown() }
+
+    static func httpEndpoints(_ server: EtcdServer) -> HTTPEndpoints {
+        HTTPEndpoints { method, uri in
+            let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
+            switch path {
+            case "/version":
+                return .init(body: #"{"etcdserver":"\#(EtcdServer.etcdVersion)","etcdcluster":"\#(majorMinorZero(EtcdServer.clusterVersion))"}"#)
+            case "/health":
+                // etcd writes it without a content type; Go's sniffing makes it text/plain.
+                return .init(contentType: "text/plain; charset=utf-8", body: #"{"health":"true"}"#)
+            default:
+                return .init(status: .notFound, contentType: "text/plain; charset=utf-8", body: "404 page not found\n")
+            }
+        }
+    }
+
+    private static func majorMinorZero(_ v: String) -> String {
+        let parts = v.split(separator: ".")
+        return parts.count >= 2 ? "\(parts[0]).\(parts[1]).0" : v
+    }
+}

@@ -1,0 +1,99 @@
+import EtcdProto
+import EtcdServer
+import Foundation
+
+// The client services as plain request → response functions, independent of any gRPC
+// library; GRPCServices.swift adapts them to grpc-swift. Each does what etcd's
+// `api/v3rpc` does: check the request, hand it to the member, fill the response header.
+
+public struct KVService: Sendable {
+    let server: EtcdServer
+
+    public init(server: EtcdServer) { self.server = server }
+
+    public func range(_ r: Etcdserverpb_RangeRequest) async throws(EtcdError) -> Etcdserverpb_RangeResponse {
+        try Validation.check(r)
+        var resp = try server.range(r)
+        server.fill(&resp.header)
+        return resp
+    }
+
+    public func put(_ r: Etcdserverpb_PutRequest) async throws(EtcdError) -> Etcdserverpb_PutResponse {
+        try Validation.check(r)
+        var resp = try await server.put(r)
+        server.fill(&resp.header)
+        return resp
+    }
+
+    public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest) async throws(EtcdError) -> Etcdserverpb_DeleteRangeResponse {
+        try Validation.check(r)
+        var resp = try await server.deleteRange(r)
+        server.fill(&resp.header)
+        return resp
+    }
+
+    public func txn(_ r: Etcdserverpb_TxnRequest) async throws(EtcdError) -> Etcdserverpb_TxnResponse {
+        try Validation.check(r, maxTxnOps: server.config.maxTxnOps)
+        var resp = try await server.txn(r)
+        server.fill(&resp.header)
+        return resp
+    }
+
+    public func compact(_ r: Etcdserverpb_CompactionRequest) async throws(EtcdError) -> Etcdserverpb_CompactionResponse {
+        var resp = try await server.compact(r)
+        server.fill(&resp.header)
+        return resp
+    }
+}
+
+public struct MaintenanceService: Sendable {
+    let server: EtcdServer
+
+    public init(server: EtcdServer) { self.server = server }
+
+    public func status(_ r: Etcdserverpb_StatusRequest) -> Etcdserverpb_StatusResponse {
+        var resp = Etcdserverpb_StatusResponse()
+        server.fill(&resp.header)
+        let st = server.status()
+        resp.version = EtcdServer.etcdVersion
+        resp.leader = st.leader
+        resp.raftIndex = st.raftIndex
+        resp.raftAppliedIndex = st.raftAppliedIndex
+        resp.raftTerm = st.raftTerm
+        resp.dbSize = st.dbSize
+        resp.dbSizeInUse = st.dbSizeInUse
+        resp.isLearner = st.isLearner
+        if st.leader == 0 { resp.errors.append(EtcdError.noLeader.message) }
+        resp.errors += st.alarms.map(EtcdServer.describe)
+        return resp
+    }
+
+    /// etcd answers Alarm without a response header.
+    public func alarm(_ r: Etcdserverpb_AlarmRequest) async throws(EtcdError) -> Etcdserverpb_AlarmResponse {
+        try await server.alarm(r)
+    }
+}
+
+public struct ClusterService: Sendable {
+    let server: EtcdServer
+
+    public init(server: EtcdServer) { self.server = server }
+
+    public func memberList(_ r: Etcdserverpb_MemberListRequest) -> Etcdserverpb_MemberListResponse {
+        var resp = Etcdserverpb_MemberListResponse()
+        // etcd's ClusterServer header: IDs and term, no revision.
+        resp.header.clusterID = server.clusterID
+        resp.header.memberID = server.memberID
+        resp.header.raftTerm = server.raftTerm
+        resp.members = server.members.map { m in
+            var pm = Etcdserverpb_Member()
+            pm.id = m.id
+            pm.name = m.name
+            pm.peerUrls = m.peerURLs
+            pm.clientUrls = m.clientURLs
+            pm.isLearner = m.isLearner
+            return pm
+        }
+        return resp
+    }
+}

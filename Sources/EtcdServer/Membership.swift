@@ -1,0 +1,90 @@
+import Crypto
+import Foundation
+
+/// A member of the cluster, as etcd's `membership.Member`.
+public struct Member: Sendable, Equatable {
+    public var id: UInt64
+    public var name: String
+    public var peerURLs: [String]
+    public var clientURLs: [String]
+    public var isLearner: Bool
+
+    public init(id: UInt64, name: String, peerURLs: [String], clientURLs: [String] = [], isLearner: Bool = false) {
+        self.id = id
+        self.name = name
+        self.peerURLs = peerURLs
+        self.clientURLs = clientURLs
+        self.isLearner = isLearner
+    }
+}
+
+/// Member and cluster IDs exactly as etcd derives them, so that the same flags give
+/// the same IDs as etcd.
+public enum MemberIDs {
+    /// etcd's `NewMember`: the first 8 bytes (big-endian) of
+    /// sha1(sorted peer URLs joined with "" + cluster token [+ unix seconds when adding a member]).
+    public static func memberID(peerURLs: [String], clusterToken: String, addedAt unixSeconds: Int64? = nil) -> UInt64 {
+        var bytes = Array(peerURLs.sorted().joined().utf8)
+        bytes += Array(clusterToken.utf8)
+        if let unixSeconds { bytes += Array(String(unixSeconds).utf8) }
+        return firstUInt64(of: Insecure.SHA1.hash(data: bytes))
+    }
+
+    /// etcd's `RaftCluster.genID`: the first 8 bytes of sha1 over the sorted member IDs, each big-endian.
+    public static func clusterID(memberIDs: [UInt64]) -> UInt64 {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(memberIDs.count * 8)
+        for id in memberIDs.sorted() {
+            withUnsafeBytes(of: id.bigEndian) { bytes += $0 }
+        }
+        return firstUInt64(of: Insecure.SHA1.hash(data: bytes))
+    }
+
+    private static func firstUInt64(of digest: Insecure.SHA1.Digest) -> UInt64 {
+        digest.withUnsafeBytes { raw in
+            raw.prefix(8).reduce(0) { ($0 << 8) | UInt64($1) }
+        }
+    }
+}
+
+/// The bootstrap cluster (`--initial-cluster`, parsed by EtcdConfig): each member's name
+/// and peer URLs.
+public struct InitialCluster: Sendable, Equatable {
+    public var peerURLsByName: [String: [String]]
+
+    public init(peerURLsByName: [String: [String]]) {
+        self.peerURLsByName = peerURLsByName
+    }
+
+    /// The bootstrap members with their IDs, sorted by ID as etcd lists them.
+    public func members(clusterToken: String) -> [Member] {
+        peerURLsByName.map { name, urls in
+            let sorted = urls.sorted()
+            return Member(
+                id: MemberIDs.memberID(peerURLs: sorted, clusterToken: clusterToken),
+                name: name, peerURLs: sorted)
+        }.sorted { $0.id < $1.id }
+    }
+}
+
+/// A member's published attributes, in etcd's JSON form (`{"name":...,"clientURLs":[...]}`).
+struct MemberAttributes: Codable, Equatable {
+    var name: String
+    var clientURLs: [String]
+
+    init(name: String, clientURLs: [String]) {
+        self.name = name
+        self.clientURLs = clientURLs
+    }
+
+    init?(json: String) {
+        guard let v = try? JSONDecoder().decode(Self.self, from: Data(json.utf8)) else { return nil }
+        self = v
+    }
+
+    var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}

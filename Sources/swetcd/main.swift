@@ -1,0 +1,129 @@
+import Dispatch
+import EtcdAPI
+import EtcdConfig
+import EtcdServer
+import Foundation
+import Logging
+
+// swetcd: etcd's command line, environment and config file; then the member and one
+// client listener per --listen-client-urls entry, until SIGTERM or SIGINT.
+
+let outcome: ParseOutcome
+do {
+    outcome = try EtcdConfig.parse(
+        arguments: Array(CommandLine.arguments.dropFirst()),
+        environment: ProcessInfo.processInfo.environment)
+} catch {
+    error.write()
+    exit(error.exitCode)
+}
+
+let config: EtcdConfig
+switch outcome {
+case .printVersion(let text), .printHelp(let text):
+    text.write()
+    exit(0)
+case .run(let c):
+    config = c
+}
+
+config.writeEarlyOutput()
+do {
+    LoggingSystem.bootstrap(try makeLogHandlerFactory(config: config))
+} catch {
+    error.write()
+    exit(error.exitCode)
+}
+
+let cpus = ProcessInfo.processInfo.activeProcessorCount
+for entry in config.startupLog(cpus: cpus, availableCPUs: cpus) + config.notHonouredLog {
+    entry.emit(logger: config.logger)
+}
+// Every start is a new member while data lives in memory.
+if let error = config.verifyInitialCluster() {
+    error.write()
+    exit(error.exitCode)
+}
+
+let embedLog = Logger(label: "embed")
+let mainLog = Logger(label: "etcdmain")
+embedLog.info("name = \(config.name)")
+embedLog.info("data dir = \(config.dataDir)")
+embedLog.info("member dir = \(config.dataDir)/member")
+embedLog.info("heartbeat = \(config.heartbeatIntervalMs)ms")
+embedLog.info("election = \(config.electionTimeoutMs)ms")
+embedLog.info("snapshot count = \(config.snapshotCount)")
+embedLog.info("advertise client URLs = \(config.advertiseClientURLs.map(\.description).joined(separator: ","))")
+embedLog.warning("swetcd keeps all data in memory for now: a restart loses it (the WAL and backend issues make it durable)")
+
+let initialCluster: InitialCluster
+do {
+    let map = try config.initialClusterMap()
+    initialCluster = InitialCluster(peerURLsByName: map.members.mapValues { $0.map(\.description) })
+} catch {
+    mainLog.critical("\(error)")
+    exit(1)
+}
+
+let server: EtcdServer
+do {
+    server = try EtcdServer(
+        config: ServerConfig(
+            name: config.name, clusterToken: config.initialClusterToken,
+            initialCluster: initialCluster,
+            advertiseClientURLs: config.advertiseClientURLs.map(\.description),
+            maxRequestBytes: Int(config.maxRequestBytes), maxTxnOps: Int(config.maxTxnOps)),
+        logger: Logger(label: "etcdserver"))
+} catch {
+    mainLog.critical("\(error.message)")
+    exit(1)
+}
+
+var options = ClientServer.Options()
+options.keepaliveMinTime = config.grpcKeepAliveMinTime
+options.keepaliveInterval = config.grpcKeepAliveInterval
+options.keepaliveTimeout = config.grpcKeepAliveTimeout
+
+let listeners: [(url: EtcdURL, server: ClientServer)] = config.listenClientURLs.map { url in
+    (url, ClientServer(server: server, host: url.hostname, port: Int(url.port) ?? 2379, options: options))
+}
+
+// SIGTERM / SIGINT: stop accepting, finish what is in flight, exit.
+signal(SIGTERM, SIG_IGN)
+signal(SIGINT, SIG_IGN)
+var signalSources: [DispatchSourceSignal] = []
+for sig in [SIGTERM, SIGINT] {
+    let source = DispatchSource.makeSignalSource(signal: sig, queue: .main)
+    source.setEventHandler {
+        mainLog.notice("received \(sig == SIGTERM ? "terminated" : "interrupt") signal, shutting down...", metadata: ["pkg": "pkg/osutil"])
+        Logger(label: "etcdserver").info("skipped leadership transfer for single voting member cluster")
+        for l in listeners { l.server.shutDown() }
+    }
+    source.resume()
+    signalSources.append(source)
+}
+
+let exitCode: Int32 = await withTaskGroup(of: Int32.self) { group in
+    for l in listeners {
+        group.addTask {
+            do {
+                try await l.server.serve()
+                return 0
+            } catch {
+                mainLog.critical("listen tcp \(l.url.host): \(error)")
+                for other in listeners { other.server.shutDown() }
+                return 1
+            }
+        }
+        group.addTask {
+            guard await l.server.boundPort != nil else { return 0 }
+            embedLog.info("ready to serve client requests")
+            embedLog.notice("serving insecure client requests on \(l.url.host), this is strongly discouraged!")
+            return 0
+        }
+    }
+    var worst: Int32 = 0
+    for await code in group { worst = max(worst, code) }
+    return worst
+}
+exit(exitCode)

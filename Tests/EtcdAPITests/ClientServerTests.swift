@@ -1,0 +1,101 @@
+import EtcdProto
+import EtcdServer
+import Foundation
+import Testing
+
+@testable import EtcdAPI
+
+/// Runs a command to completion, bounded in time; returns exit code, stdout, stderr.
+func run(_ args: [String], stdin: String? = nil, timeout: TimeInterval = 20) throws -> (code: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+    p.arguments = ["-k", "2", String(Int(timeout))] + args
+    var env = ProcessInfo.processInfo.environment
+    env["ETCDCTL_API"] = "3"
+    p.environment = env
+    let out = Pipe(), err = Pipe(), inp = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = inp
+    try p.run()
+    if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try inp.fileHandleForWriting.close()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+/// A member serving on a free port of 127.0.0.1, for the duration of `body`.
+func withServer(_ body: (EtcdServer, Int) async throws -> Void) async throws {
+    let server = try EtcdServer(config: ServerConfig(
+        initialCluster: InitialCluster(peerURLsByName: ["default": ["http://localhost:2380"]]),
+        advertiseClientURLs: ["http://127.0.0.1:2379"]))
+    let client = ClientServer(server: server, host: "127.0.0.1", port: 0)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await client.serve() }
+        guard let port = await client.boundPort else { throw EtcdError(.unavailable, "not bound") }
+        do {
+            try await body(server, port)
+        } catch {
+            client.shutDown()
+            throw error
+        }
+        client.shutDown()
+        try await group.waitForAll()
+    }
+}
+
+@Suite(.serialized) struct ClientServerTests {
+    @Test func stockEtcdctlPutsAndGets() async throws {
+        try await withServer { _, port in
+            let ep = "--endpoints=127.0.0.1:\(port)"
+            let put = try run(["etcdctl", ep, "put", "foo", "bar"])
+            #expect(put.code == 0)
+            #expect(put.out == "OK\n")
+            let get = try run(["etcdctl", ep, "get", "foo"])
+            #expect(get.out == "foo\nbar\n")
+            let json = try run(["etcdctl", ep, "get", "foo", "-w", "json"])
+            #expect(json.out.contains("\"revision\":2"))
+            #expect(json.out.contains("\"raft_term\":2"))
+            #expect(json.out.contains("\"cluster_id\":14841639068965178418"))
+        }
+    }
+
+    @Test func etcdErrorsReachEtcdctlWithEtcdsText() async throws {
+        try await withServer { _, port in
+            let r = try run(["etcdctl", "--endpoints=127.0.0.1:\(port)", "get", "foo", "--rev=10"])
+            #expect(r.code != 0)
+            #expect(r.err.contains("etcdserver: mvcc: required revision is a future revision"))
+        }
+    }
+
+    @Test func endpointStatusAndMemberList() async throws {
+        try await withServer { server, port in
+            let st = try run(["etcdctl", "--endpoints=127.0.0.1:\(port)", "endpoint", "status", "-w", "table"])
+            #expect(st.code == 0)
+            #expect(st.out.contains("8e9e05c52164694d"))
+            #expect(st.out.contains("3.4.23"))
+            #expect(st.out.contains("true"))  // IS LEADER
+            let ml = try run(["etcdctl", "--endpoints=127.0.0.1:\(port)", "member", "list"])
+            #expect(ml.out == "8e9e05c52164694d, started, default, http://localhost:2380, http://127.0.0.1:2379, false\n")
+        }
+    }
+
+    @Test func samePortServesHTTP1() async throws {
+        try await withServer { _, port in
+            let v = try run(["curl", "-s", "http://127.0.0.1:\(port)/version"])
+            #expect(v.out == #"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#)
+            let nf = try run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/nope"])
+            #expect(nf.out == "404")
+        }
+    }
+
+    @Test func unimplementedMethodsSayUnimplemented() async throws {
+        try await withServer { _, port in
+            let r = try run(["etcdctl", "--endpoints=127.0.0.1:\(port)", "defrag"])
+            #expect(r.code != 0)
+            #expect(r.err.contains("Unimplemented") || r.err.contains("not implemented"))
+        }
+    }
+}
