@@ -10,6 +10,10 @@ public enum EtcdLogMetadata {
     /// The order in which `ZapJSONHandler` prints fields (an array of key strings);
     /// keys not listed follow, sorted. Use `Logger.Metadata.zapOrdered(_:)`.
     public static let fieldOrder = "zap.field-order"
+    /// The message zap prints instead of the capnslog text, where etcd's two loggers word
+    /// a milestone differently ("published local member to cluster through raft"). Other
+    /// modules, which do not import EtcdConfig, use the literal key.
+    public static let zapMessage = "zap.msg"
 }
 
 /// A metadata value that `ZapJSONHandler` writes verbatim as JSON.
@@ -146,6 +150,7 @@ public struct ZapJSONHandler: LogHandler {
 
         var caller = Self.shortCaller(file: event.file, line: event.line)
         if let c = merged.removeValue(forKey: EtcdLogMetadata.caller) { caller = Self.plain(c) }
+        let message = merged.removeValue(forKey: EtcdLogMetadata.zapMessage).map(Self.plain) ?? event.message.description
         merged.removeValue(forKey: EtcdLogMetadata.package)
         var order: [String] = []
         if case .array(let keys)? = merged.removeValue(forKey: EtcdLogMetadata.fieldOrder) {
@@ -167,7 +172,7 @@ public struct ZapJSONHandler: LogHandler {
         }
         let line = EtcdLogFormat.zapLine(
             date: clock(), timeZone: timeZone, level: ZapLevel(event.level), caller: caller,
-            message: event.message.description, fields: fields)
+            message: message, fields: fields)
         for w in writers { w.write(line) }
     }
 

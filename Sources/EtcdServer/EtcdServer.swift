@@ -92,7 +92,8 @@ public final class EtcdServer: Sendable {
         self.clusterID = MemberIDs.clusterID(memberIDs: members.map(\.id))
         self.requestIDs = RequestIDGenerator(memberID: me.id)
         self.state = Mutex(State())
-        logger.info("starting member \(hex(memberID)) in cluster \(hex(clusterID))")
+        milestone("starting member \(hex(memberID)) in cluster \(hex(clusterID))", zap: "starting local member",
+                  ["local-member-id": .string(hex(memberID)), "cluster-id": .string(hex(clusterID))])
         bootstrap(members: members)
     }
 
@@ -106,18 +107,27 @@ public final class EtcdServer: Sendable {
             for m in members {
                 s.log.append(term: 1, data: Data())
                 s.members.append(m)
-                logger.info("added member \(hex(m.id)) [\(m.peerURLs.joined(separator: " "))] to cluster \(hex(clusterID))", metadata: ["pkg": "etcdserver/membership"])
+                milestone("added member \(hex(m.id)) [\(m.peerURLs.joined(separator: " "))] to cluster \(hex(clusterID))",
+                          zap: "added member", pkg: "etcdserver/membership",
+                          ["cluster-id": .string(hex(clusterID)), "local-member-id": .string(hex(memberID)), "added-peer-id": .string(hex(m.id)),
+                           "added-peer-peer-urls": .array(m.peerURLs.map { .string($0) })])
             }
             s.log.becomeLeader(term: 2)
             s.log.append(term: 2, data: Data())
             _ = applyCommitted(&s)
         }
-        logger.info("setting up the initial cluster version to \(majorMinor(Self.clusterVersion))")
+        milestone("setting up the initial cluster version to \(majorMinor(Self.clusterVersion))",
+                  zap: "setting up initial cluster version", ["cluster-version": .string(majorMinor(Self.clusterVersion))])
         proposeAndApply(Self.v2Put(path: "/0/version", value: Self.clusterVersion))
         proposeAndApply(Self.v2Put(
             path: "/0/members/\(hex(memberID))/attributes",
             value: MemberAttributes(name: config.name, clientURLs: config.advertiseClientURLs).json))
-        logger.info("published {Name:\(config.name) ClientURLs:[\(config.advertiseClientURLs.joined(separator: " "))]} to cluster \(hex(clusterID))")
+        let attributes = "{Name:\(config.name) ClientURLs:[\(config.advertiseClientURLs.joined(separator: " "))]}"
+        milestone("published \(attributes) to cluster \(hex(clusterID))",
+                  zap: "published local member to cluster through raft",
+                  ["local-member-id": .string(hex(memberID)), "local-member-attributes": .string(attributes),
+                   "request-path": .string("/0/members/\(hex(memberID))/attributes"), "cluster-id": .string(hex(clusterID)),
+                   "publish-timeout": "7s"])
     }
 
     /// etcd's capped and corrupt appliers: with a NOSPACE alarm raised, writes that could
@@ -199,8 +209,12 @@ public final class EtcdServer: Sendable {
         let parts = r.path.split(separator: "/")
         if r.path == "/0/version" {
             s.clusterVersion = r.val
-            logger.notice("set the initial cluster version to \(majorMinor(r.val))", metadata: ["pkg": "etcdserver/membership"])
-            logger.info("enabled capabilities for version \(majorMinor(r.val))", metadata: ["pkg": "etcdserver/api"])
+            let version = majorMinor(r.val)
+            milestone("set the initial cluster version to \(version)", level: .notice, zap: "set initial cluster version",
+                      pkg: "etcdserver/membership",
+                      ["cluster-id": .string(hex(clusterID)), "local-member-id": .string(hex(memberID)), "cluster-version": .string(version)])
+            milestone("enabled capabilities for version \(version)", zap: "enabled capabilities for version",
+                      pkg: "etcdserver/api", ["cluster-version": .string(version)])
         } else if parts.count == 4, parts[0] == "0", parts[1] == "members", parts[3] == "attributes",
                   let id = UInt64(parts[2], radix: 16),
                   let attrs = MemberAttributes(json: r.val),
@@ -415,6 +429,22 @@ final class RequestIDGenerator: Sendable {
     func next() -> UInt64 {
         let s = suffix.wrappingAdd(1, ordering: .relaxed).newValue
         return prefix | (s & ((1 << 48) - 1))
+    }
+}
+
+extension EtcdServer {
+    /// A milestone etcd logs, worded as each of its loggers words it: `message` for
+    /// capnslog, `zap` (with `fields`, in order) for `--logger zap`. The metadata keys are
+    /// those of EtcdConfig's `EtcdLogMetadata` (package, zap message, zap field order).
+    func milestone(
+        _ message: String, level: Logger.Level = .info, zap: String, pkg: String = "etcdserver",
+        _ fields: KeyValuePairs<String, Logger.MetadataValue>,
+        file: String = #fileID, function: String = #function, line: UInt = #line
+    ) {
+        var metadata: Logger.Metadata = ["pkg": .string(pkg), "zap.msg": .string(zap)]
+        for (k, v) in fields { metadata[k] = v }
+        metadata["zap.field-order"] = .array(fields.map { .string($0.key) })
+        logger.log(level: level, "\(message)", metadata: metadata, file: file, function: function, line: line)
     }
 }
 

@@ -47,13 +47,22 @@ if let error = config.verifyInitialCluster() {
 
 let embedLog = Logger(label: "embed")
 let mainLog = Logger(label: "etcdmain")
-embedLog.info("name = \(config.name)")
-embedLog.info("data dir = \(config.dataDir)")
-embedLog.info("member dir = \(config.dataDir)/member")
-embedLog.info("heartbeat = \(config.heartbeatIntervalMs)ms")
-embedLog.info("election = \(config.electionTimeoutMs)ms")
-embedLog.info("snapshot count = \(config.snapshotCount)")
-embedLog.info("advertise client URLs = \(config.advertiseClientURLs.map(\.description).joined(separator: ","))")
+let advertised = config.advertiseClientURLs.map(\.description)
+if config.logger == "zap" {
+    LogEntry(.info, "embed", "starting an etcd server", fields: [
+        .string("etcd-version", "3.4.23"), .string("name", config.name), .string("data-dir", config.dataDir),
+        .string("member-dir", config.dataDir + "/member"), .strings("advertise-client-urls", advertised),
+        .strings("listen-client-urls", config.listenClientURLs.map(\.description)),
+    ], caller: "embed/etcd.go:299").emit(logger: config.logger)
+} else {
+    for line in [
+        "name = \(config.name)", "data dir = \(config.dataDir)", "member dir = \(config.dataDir)/member",
+        "heartbeat = \(config.heartbeatIntervalMs)ms", "election = \(config.electionTimeoutMs)ms",
+        "snapshot count = \(config.snapshotCount)", "advertise client URLs = \(advertised.joined(separator: ","))",
+    ] {
+        embedLog.info("\(line)")
+    }
+}
 embedLog.warning("swetcd keeps all data in memory for now: a restart loses it (the WAL and backend issues make it durable)")
 
 let initialCluster: InitialCluster
@@ -117,8 +126,11 @@ let exitCode: Int32 = await withTaskGroup(of: Int32.self) { group in
         }
         group.addTask {
             guard await l.server.boundPort != nil else { return 0 }
-            embedLog.info("ready to serve client requests")
-            embedLog.notice("serving insecure client requests on \(l.url.host), this is strongly discouraged!")
+            let address = "\(l.url.hostname == "localhost" ? "127.0.0.1" : l.url.hostname):\(await l.server.boundPort ?? 0)"
+            if config.logger != "zap" { embedLog.info("ready to serve client requests") }
+            LogEntry(.notice, "embed", "serving insecure client requests on \(address), this is strongly discouraged!",
+                     zap: .info, "serving client traffic insecurely; this is strongly discouraged!",
+                     fields: [.string("address", address)], caller: "embed/serve.go:145").emit(logger: config.logger)
             return 0
         }
     }
