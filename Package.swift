@@ -73,7 +73,12 @@ let package = Package(
 
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "EtcdProto"]),
         .testTarget(name: "EtcdServerTests", dependencies: ["EtcdServer", "EtcdProto"]),
-        .testTarget(name: "EtcdAPITests", dependencies: ["EtcdAPI", "EtcdServer", "EtcdProto"]),
+        .testTarget(
+            name: "EtcdAPITests",
+            dependencies: [
+                "EtcdAPI", "EtcdServer", "EtcdProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         .testTarget(name: "EtcdConfigTests", dependencies: ["EtcdConfig"]),
     ]
 )
