@@ -27,13 +27,20 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             ]
         ),
+        // Raft as a pure state machine: no I/O, no clocks, no threads (raftpb messages).
+        .target(name: "Raft", dependencies: ["EtcdProto"]),
+        // The one small file-I/O interface of WAL and Backend, with the real (POSIX)
+        // implementation and a faulty one for crash tests (loses unsynced writes, tears pages).
+        .target(name: "FileIO"),
+        // The write-ahead log in etcd's format: segments, framing, CRC32-C, group commit.
+        .target(name: "WAL", dependencies: ["EtcdProto", "FileIO"]),
         // Revisions, key index, range/put/delete/txn, compaction.
         .target(name: "MVCC", dependencies: ["EtcdProto"]),
         // The member: submit/apply boundary, apply loop, IDs, cluster metadata.
         .target(
             name: "EtcdServer",
             dependencies: [
-                "EtcdProto", "MVCC",
+                "EtcdProto", "MVCC", "Raft", "WAL", "FileIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -72,11 +79,13 @@ let package = Package(
         ),
 
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "EtcdProto"]),
-        .testTarget(name: "EtcdServerTests", dependencies: ["EtcdServer", "EtcdProto"]),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "EtcdProto"]),
+        .testTarget(name: "WALTests", dependencies: ["WAL", "FileIO", "EtcdProto"]),
+        .testTarget(name: "EtcdServerTests", dependencies: ["EtcdServer", "EtcdProto", "FileIO"]),
         .testTarget(
             name: "EtcdAPITests",
             dependencies: [
-                "EtcdAPI", "EtcdServer", "EtcdProto",
+                "EtcdAPI", "EtcdServer", "EtcdProto", "FileIO",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         .testTarget(name: "EtcdConfigTests", dependencies: ["EtcdConfig"]),

@@ -13,7 +13,7 @@ public struct KVService: Sendable {
 
     public func range(_ r: Etcdserverpb_RangeRequest) async throws(EtcdError) -> Etcdserverpb_RangeResponse {
         try Validation.check(r)
-        var resp = try server.range(r)
+        var resp = try await server.range(r)
         server.fill(&resp.header)
         return resp
     }

@@ -1,8 +1,12 @@
+import Dispatch
 import EtcdProto
+import FileIO
 import Foundation
 import Logging
 import MVCC
+import Raft
 import Synchronization
+import WAL
 
 /// What the member needs to know to start.
 public struct ServerConfig: Sendable {
@@ -12,19 +16,45 @@ public struct ServerConfig: Sendable {
     public var advertiseClientURLs: [String]
     public var maxRequestBytes: Int
     public var maxTxnOps: Int
+    /// `<data-dir>`; the WAL lives in `<data-dir>/member/wal` unless `walDir` is set.
+    public var dataDir: String
+    public var walDir: String?
+    public var heartbeatMs: Int
+    public var electionMs: Int
+    public var preVote: Bool
+    /// etcd's --unsafe-no-fsync: for one dedicated test only; logs loudly.
+    public var unsafeNoFsync: Bool
+    /// All file I/O goes through this (a faulty one in crash tests).
+    public var fileSystem: any FileSystem
+    /// Called when the member cannot persist and stops (etcd panics): by default the
+    /// process ends; in-process crash tests only record it.
+    public var onFatal: @Sendable (String) -> Void
 
     public init(
         name: String = "default", clusterToken: String = "etcd-cluster",
         initialCluster: InitialCluster, advertiseClientURLs: [String],
-        maxRequestBytes: Int = 1_572_864, maxTxnOps: Int = 128
+        maxRequestBytes: Int = 1_572_864, maxTxnOps: Int = 128,
+        dataDir: String, walDir: String? = nil, heartbeatMs: Int = 100, electionMs: Int = 1000,
+        preVote: Bool = false, unsafeNoFsync: Bool = false, fileSystem: any FileSystem = PosixFileSystem(),
+        onFatal: @escaping @Sendable (String) -> Void = { fatalError($0) }
     ) {
+        self.onFatal = onFatal
         self.name = name
         self.clusterToken = clusterToken
         self.initialCluster = initialCluster
         self.advertiseClientURLs = advertiseClientURLs
         self.maxRequestBytes = maxRequestBytes
         self.maxTxnOps = maxTxnOps
+        self.dataDir = dataDir
+        self.walDir = walDir
+        self.heartbeatMs = heartbeatMs
+        self.electionMs = electionMs
+        self.preVote = preVote
+        self.unsafeNoFsync = unsafeNoFsync
+        self.fileSystem = fileSystem
     }
+
+    var effectiveWALDir: String { walDir ?? dataDir + "/member/wal" }
 }
 
 /// The result of applying one committed request.
@@ -50,10 +80,11 @@ public struct ServerStatus: Sendable {
     public var alarms: [Etcdserverpb_AlarmMember]
 }
 
-/// One etcd member. Every write is proposed as an `InternalRaftRequest` (serialized as
-/// the data of a raftpb.Entry), ordered by the log, applied in log order to the MVCC store
-/// by the apply step, and the waiting handler is woken with its result — etcd's request
-/// path. Today the log is `LocalLog` (one member, memory only); Raft and the WAL replace it.
+/// One etcd member. Every write is proposed as an `InternalRaftRequest` (the data of a
+/// raftpb.Entry) to Raft, persisted in the WAL, applied in log order to the MVCC store
+/// once committed, and the waiting handler is woken with its result — etcd's request path.
+/// Linearizable reads wait for a ReadIndex; serializable reads are served locally.
+/// On restart the member replays its WAL (no backend yet: the whole log is re-applied).
 public final class EtcdServer: Sendable {
     /// The version of etcd whose behaviour swetcd matches.
     public static let etcdVersion = "3.4.23"
@@ -63,63 +94,145 @@ public final class EtcdServer: Sendable {
     public let config: ServerConfig
     public let memberID: UInt64
     public let clusterID: UInt64
-    private let logger: Logger
+    let logger: Logger
     private let state: Mutex<State>
     private let requestIDs: RequestIDGenerator
+    private let driver: Mutex<RaftDriver?> = Mutex(nil)
 
     private typealias Waiter = CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>
 
     private struct State: ~Copyable {
         var kv = KVStore()
-        var log = LocalLog()
         var members: [Member] = []
         var clusterVersion: String?
         /// Active alarms in the order they were raised (etcd's alarm store).
         var alarms: [Etcdserverpb_AlarmMember] = []
+        var leader: UInt64 = 0
+        var term: UInt64 = 0
+        var committed: UInt64 = 0
+        var applied: UInt64 = 0
         /// Handlers waiting for their request to be applied, by request ID; a handler
         /// registers before its entry is proposed, as etcd's `wait.Wait`.
         var waiters: [UInt64: Waiter] = [:]
+        /// Tasks waiting for a leader (start-up).
+        var leaderWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    public init(config: ServerConfig, logger: Logger = Logger(label: "etcdserver")) throws(EtcdError) {
+    /// Starts a member: a new one from `--initial-cluster`, or a restarting one from its
+    /// WAL; returns once it has a leader, has replayed its log and has published itself.
+    public static func start(config: ServerConfig, logger: Logger = Logger(label: "etcdserver")) async throws(EtcdError) -> EtcdServer {
+        let fs = config.fileSystem
+        let walDir = config.effectiveWALDir
+        let storage = MemoryStorage()
+        var walOptions = WAL.Options(unsafeNoFsync: config.unsafeNoFsync)
+        walOptions.log = { logger.info("\($0)", metadata: ["pkg": "wal"]) }
+        let server: EtcdServer
+        let node: RawNode
+        let wal: WAL
+        do {
+            if WAL.exists(dir: walDir, fs: fs) {
+                wal = try WAL.open(dir: walDir, at: Walpb_Snapshot(), fs: fs, options: walOptions)
+                let contents = try wal.readAll()
+                let meta = try Etcdserverpb_Metadata(serializedBytes: contents.metadata)
+                server = EtcdServer(config: config, memberID: meta.nodeID, clusterID: meta.clusterID, logger: logger)
+                storage.setHardState(contents.hardState)
+                storage.append(contents.entries)
+                server.milestone(
+                    "restarting member \(hex(meta.nodeID)) in cluster \(hex(meta.clusterID)) at commit index \(contents.hardState.commit)",
+                    zap: "restarting local member",
+                    ["cluster-id": .string(hex(meta.clusterID)), "local-member-id": .string(hex(meta.nodeID)),
+                     "commit-index": .stringConvertible(contents.hardState.commit)])
+                node = try RawNode(config: server.raftConfig(storage: storage))
+            } else {
+                let members = config.initialCluster.members(clusterToken: config.clusterToken)
+                guard let me = members.first(where: { $0.name == config.name }) else {
+                    throw EtcdError(.invalidArgument, "couldn't find local name \"\(config.name)\" in the initial cluster configuration")
+                }
+                let clusterID = MemberIDs.clusterID(memberIDs: members.map(\.id))
+                server = EtcdServer(config: config, memberID: me.id, clusterID: clusterID, logger: logger)
+                try fs.createDirectoriesDurably(config.dataDir + "/member/snap")
+                try fs.createDirectoriesDurably((walDir as NSString).deletingLastPathComponent)
+                var meta = Etcdserverpb_Metadata()
+                meta.nodeID = me.id
+                meta.clusterID = clusterID
+                wal = try WAL.create(dir: walDir, metadata: try meta.serializedBytes(), fs: fs, options: walOptions)
+                server.milestone("starting member \(hex(me.id)) in cluster \(hex(clusterID))", zap: "starting local member",
+                                 ["local-member-id": .string(hex(me.id)), "cluster-id": .string(hex(clusterID))])
+                node = try RawNode(config: server.raftConfig(storage: storage))
+                try node.bootstrap(peers: members.map { RaftPeer(id: $0.id, context: MemberContext(member: $0).json) })
+            }
+        } catch let error as EtcdError {
+            throw error
+        } catch {
+            throw EtcdError(.internal, "swetcd: cannot start the member: \(error)")
+        }
+        if config.unsafeNoFsync {
+            logger.warning("--unsafe-no-fsync is set: the WAL is not synced and acknowledged writes can be lost in a power failure")
+        }
+        let driver = RaftDriver(node: node, storage: storage, wal: wal, applied: 0, callbacks: server.driverCallbacks())
+        server.driver.withLock { $0 = driver }
+        let electionTicks = max(1, config.electionMs / max(1, config.heartbeatMs))
+        let singleVoter = node.status.voters.count <= 1
+        if singleVoter {
+            logger.info("\(hex(server.memberID)) as single-node; fast-forwarding \(electionTicks - 1) ticks (election ticks \(electionTicks))")
+        }
+        driver.start(tick: .milliseconds(config.heartbeatMs), fastForwardTicks: singleVoter ? electionTicks - 1 : 0)
+        await server.waitForLeader()
+        try await server.publish()
+        return server
+    }
+
+    private init(config: ServerConfig, memberID: UInt64, clusterID: UInt64, logger: Logger) {
         self.config = config
         self.logger = logger
-        let members = config.initialCluster.members(clusterToken: config.clusterToken)
-        guard let me = members.first(where: { $0.name == config.name }) else {
-            throw EtcdError(.invalidArgument, "couldn't find local name \"\(config.name)\" in the initial cluster configuration")
-        }
-        self.memberID = me.id
-        self.clusterID = MemberIDs.clusterID(memberIDs: members.map(\.id))
-        self.requestIDs = RequestIDGenerator(memberID: me.id)
+        self.memberID = memberID
+        self.clusterID = clusterID
+        self.requestIDs = RequestIDGenerator(memberID: memberID)
         self.state = Mutex(State())
-        milestone("starting member \(hex(memberID)) in cluster \(hex(clusterID))", zap: "starting local member",
-                  ["local-member-id": .string(hex(memberID)), "cluster-id": .string(hex(clusterID))])
-        bootstrap(members: members)
     }
 
-    // MARK: - Bootstrap
+    private func raftConfig(storage: MemoryStorage) -> RaftConfig {
+        var c = RaftConfig(
+            id: memberID, electionTick: max(1, config.electionMs / max(1, config.heartbeatMs)), heartbeatTick: 1,
+            storage: storage, randomSeed: memberID ^ UInt64(UInt32(truncatingIfNeeded: Date().timeIntervalSince1970.bitPattern)))
+        c.preVote = config.preVote
+        c.maxInflightMsgs = 512
+        c.checkQuorum = true
+        return c
+    }
 
-    /// A new single-member cluster's first log entries, as etcd writes them: the
-    /// membership (term 1), the new leader's empty entry (term 2), the cluster version
-    /// and this member's published attributes.
-    private func bootstrap(members: [Member]) {
-        state.withLock { s in
-            for m in members {
-                s.log.append(term: 1, data: Data())
-                s.members.append(m)
-                milestone("added member \(hex(m.id)) [\(m.peerURLs.joined(separator: " "))] to cluster \(hex(clusterID))",
-                          zap: "added member", pkg: "etcdserver/membership",
-                          ["cluster-id": .string(hex(clusterID)), "local-member-id": .string(hex(memberID)), "added-peer-id": .string(hex(m.id)),
-                           "added-peer-peer-urls": .array(m.peerURLs.map { .string($0) })])
-            }
-            s.log.becomeLeader(term: 2)
-            s.log.append(term: 2, data: Data())
-            _ = applyCommitted(&s)
+    /// Stops Raft and closes the WAL; pending requests fail with "server stopped".
+    public func stop() {
+        let d = driver.withLock { d -> RaftDriver? in defer { d = nil }; return d }
+        d?.stop()
+        let waiters = state.withLock { s -> [Waiter] in
+            defer { s.waiters.removeAll() }
+            return Array(s.waiters.values)
         }
-        milestone("setting up the initial cluster version to \(majorMinor(Self.clusterVersion))",
-                  zap: "setting up initial cluster version", ["cluster-version": .string(majorMinor(Self.clusterVersion))])
-        proposeAndApply(Self.v2Put(path: "/0/version", value: Self.clusterVersion))
-        proposeAndApply(Self.v2Put(
+        for w in waiters { w.resume(returning: .failure(.stopped)) }
+    }
+
+    private func waitForLeader() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { s -> Bool in
+                if s.leader != 0 { return true }
+                s.leaderWaiters.append(c)
+                return false
+            }
+            if ready { c.resume() }
+        }
+    }
+
+    /// etcd's start-up proposals: the leader sets the cluster version once; every member
+    /// publishes its name and client URLs on every start.
+    private func publish() async throws(EtcdError) {
+        let (isLeader, hasVersion) = state.withLock { ($0.leader == memberID, $0.clusterVersion != nil) }
+        if isLeader && !hasVersion {
+            milestone("setting up the initial cluster version to \(majorMinor(Self.clusterVersion))",
+                      zap: "setting up initial cluster version", ["cluster-version": .string(majorMinor(Self.clusterVersion))])
+            _ = try await process(Self.v2Put(path: "/0/version", value: Self.clusterVersion))
+        }
+        _ = try await process(Self.v2Put(
             path: "/0/members/\(hex(memberID))/attributes",
             value: MemberAttributes(name: config.name, clientURLs: config.advertiseClientURLs).json))
         let attributes = "{Name:\(config.name) ClientURLs:[\(config.advertiseClientURLs.joined(separator: " "))]}"
@@ -128,6 +241,120 @@ public final class EtcdServer: Sendable {
                   ["local-member-id": .string(hex(memberID)), "local-member-attributes": .string(attributes),
                    "request-path": .string("/0/members/\(hex(memberID))/attributes"), "cluster-id": .string(hex(clusterID)),
                    "publish-timeout": "7s"])
+    }
+
+    // MARK: - The driver's side: soft state, apply
+
+    private func driverCallbacks() -> RaftDriver.Callbacks {
+        RaftDriver.Callbacks(
+            apply: { [unowned self] entries, node in applyCommitted(entries, node) },
+            softState: { [unowned self] lead, term, commit in
+                let woken = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                    if s.leader != lead && lead != 0 {
+                        logger.info("raft.node: \(hex(memberID)) elected leader \(hex(lead)) at term \(term)", metadata: ["pkg": "raft"])
+                    }
+                    s.leader = lead
+                    s.term = term
+                    s.committed = max(s.committed, commit)
+                    guard lead != 0 else { return [] }
+                    defer { s.leaderWaiters.removeAll() }
+                    return s.leaderWaiters
+                }
+                for w in woken { w.resume() }
+            },
+            failed: { [unowned self] message in
+                logger.critical("\(message)")
+                let waiters = state.withLock { s -> [Waiter] in
+                    defer { s.waiters.removeAll() }
+                    return Array(s.waiters.values)
+                }
+                for w in waiters { w.resume(returning: .failure(.stopped)) }
+                config.onFatal(message)
+            },
+            dropped: { [unowned self] id in
+                let w = state.withLock { s -> (Waiter, EtcdError)? in
+                    guard let w = s.waiters.removeValue(forKey: id) else { return nil }
+                    return (w, s.leader == 0 ? EtcdError.noLeader : EtcdError.stopped)
+                }
+                if let (w, e) = w { w.resume(returning: .failure(e)) }
+            })
+    }
+
+    /// Applies committed entries in order and wakes their handlers (outside the lock).
+    private func applyCommitted(_ entries: [Raftpb_Entry], _ node: RawNode) {
+        // Raft learns of membership changes as they are applied.
+        let confChanges = entries.map { e in
+            e.type == .entryConfChange ? try? Raftpb_ConfChange(serializedBytes: e.data) : nil
+        }
+        for cc in confChanges.compactMap({ $0 }) { _ = node.applyConfChange(cc) }
+        var woken: [(Waiter, Result<AppliedResponse, EtcdError>)] = []
+        state.withLock { s in
+            for (entry, cc) in zip(entries, confChanges) {
+                s.applied = entry.index
+                s.committed = max(s.committed, entry.index)
+                switch entry.type {
+                case .entryConfChange:
+                    if let cc { applyConfChange(cc, &s) }
+                case .entryNormal:
+                    guard let (id, result) = applyNormal(entry, &s) else { continue }
+                    if let waiter = s.waiters.removeValue(forKey: id) { woken.append((waiter, result)) }
+                default:
+                    continue
+                }
+            }
+        }
+        for (w, r) in woken { w.resume(returning: r) }
+    }
+
+    private func applyConfChange(_ cc: Raftpb_ConfChange, _ s: inout State) {
+        switch cc.type {
+        case .confChangeAddNode, .confChangeAddLearnerNode:
+            let ctx = MemberContext(json: cc.context)
+            let m = Member(id: cc.nodeID, name: ctx?.name ?? "", peerURLs: ctx?.peerURLs ?? [],
+                           clientURLs: ctx?.clientURLs ?? [], isLearner: cc.type == .confChangeAddLearnerNode)
+            if let i = s.members.firstIndex(where: { $0.id == m.id }) { s.members[i].isLearner = m.isLearner } else {
+                s.members.append(m)
+                s.members.sort { $0.id < $1.id }
+            }
+            milestone("added member \(hex(m.id)) [\(m.peerURLs.joined(separator: " "))] to cluster \(hex(clusterID))",
+                      zap: "added member", pkg: "etcdserver/membership",
+                      ["cluster-id": .string(hex(clusterID)), "local-member-id": .string(hex(memberID)), "added-peer-id": .string(hex(m.id)),
+                       "added-peer-peer-urls": .array(m.peerURLs.map { .string($0) })])
+        case .confChangeRemoveNode:
+            s.members.removeAll { $0.id == cc.nodeID }
+        default:
+            break
+        }
+    }
+
+    /// Applies one normal entry to the state machine; returns its request ID and result.
+    private func applyNormal(_ entry: Raftpb_Entry, _ s: inout State) -> (UInt64, Result<AppliedResponse, EtcdError>)? {
+        guard !entry.data.isEmpty,
+              let request = try? Etcdserverpb_InternalRaftRequest(serializedBytes: entry.data)
+        else { return nil }
+        let result: Result<AppliedResponse, EtcdError>
+        do throws(MVCCError) {
+            if let refused = refusedByAlarm(request, s.alarms) {
+                result = .failure(refused)
+            } else if request.hasPut {
+                result = .success(.put(try s.kv.put(request.put)))
+            } else if request.hasDeleteRange {
+                result = .success(.deleteRange(try s.kv.deleteRange(request.deleteRange)))
+            } else if request.hasTxn {
+                result = .success(.txn(try s.kv.txn(request.txn)))
+            } else if request.hasCompaction {
+                result = .success(.compaction(try s.kv.compact(request.compaction)))
+            } else if request.hasAlarm {
+                result = .success(.alarm(applyAlarm(request.alarm, &s.alarms)))
+            } else if request.hasV2 {
+                result = .success(applyV2(request.v2, &s))
+            } else {
+                result = .failure(EtcdError(.unimplemented, "etcdserver: unsupported request"))
+            }
+        } catch {
+            result = .failure(EtcdError(error))
+        }
+        return (request.header.id, result)
     }
 
     /// etcd's capped and corrupt appliers: with a NOSPACE alarm raised, writes that could
@@ -225,22 +452,13 @@ public final class EtcdServer: Sendable {
         return .none
     }
 
-    private func proposeAndApply(_ request: Etcdserverpb_InternalRaftRequest) {
-        var request = request
-        request.header.id = requestIDs.next()
-        let data = (try? request.serializedBytes() as Data) ?? Data()
-        state.withLock { s in
-            s.log.append(term: s.log.term, data: data)
-            _ = applyCommitted(&s)
-        }
-    }
-
     // MARK: - Reads
 
-    /// Range; serializable and linearizable reads alike see every write acknowledged before
-    /// the call (one member, applied synchronously).
-    public func range(_ request: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
-        try state.withLock { s throws(EtcdError) in
+    /// Range: linearizable reads first wait for a ReadIndex and its application;
+    /// serializable reads are served from what this member has applied.
+    public func range(_ request: Etcdserverpb_RangeRequest) async throws(EtcdError) -> Etcdserverpb_RangeResponse {
+        if !request.serializable { try await linearizableReadBarrier() }
+        return try state.withLock { s throws(EtcdError) in
             if s.alarms.contains(where: { $0.alarm == .corrupt }) { throw .corrupt }
             do throws(MVCCError) {
                 return try s.kv.range(request)
@@ -250,17 +468,27 @@ public final class EtcdServer: Sendable {
         }
     }
 
+    /// Waits until this member has applied everything committed when the call began,
+    /// as confirmed by Raft's ReadIndex.
+    public func linearizableReadBarrier() async throws(EtcdError) {
+        guard let d = driver.withLock({ $0 }) else { throw .stopped }
+        let r: Result<UInt64, EtcdError> = await withCheckedContinuation { c in
+            d.readIndex { c.resume(returning: $0) }
+        }
+        _ = try r.get()
+    }
+
     public var members: [Member] { state.withLock { $0.members } }
 
-    public var raftTerm: UInt64 { state.withLock { $0.log.term } }
+    public var raftTerm: UInt64 { state.withLock { $0.term } }
 
     public var currentRevision: Int64 { state.withLock { $0.kv.currentRevision } }
 
     public func status() -> ServerStatus {
         state.withLock { s in
             ServerStatus(
-                leader: memberID, raftIndex: s.log.committed, raftAppliedIndex: s.log.applied,
-                raftTerm: s.log.term, dbSize: s.kv.estimatedDBSize, dbSizeInUse: s.kv.estimatedDBSize,
+                leader: s.leader, raftIndex: s.committed, raftAppliedIndex: s.applied,
+                raftTerm: s.term, dbSize: s.kv.estimatedDBSize, dbSizeInUse: s.kv.estimatedDBSize,
                 isLearner: false, alarms: s.alarms)
         }
     }
@@ -271,7 +499,7 @@ public final class EtcdServer: Sendable {
         state.withLock { s in
             header.clusterID = clusterID
             header.memberID = memberID
-            header.raftTerm = s.log.term
+            header.raftTerm = s.term
             if header.revision == 0 { header.revision = s.kv.currentRevision }
         }
     }
@@ -316,8 +544,8 @@ public final class EtcdServer: Sendable {
         return resp
     }
 
-    /// etcd's `processInternalRaftRequestOnce`: stamp an ID, check the size, propose,
-    /// wait until the entry is applied, return the apply result.
+    /// etcd's `processInternalRaftRequestOnce`: stamp an ID, check the size, register the
+    /// waiter, propose, and wait until the entry is applied.
     func process(_ request: Etcdserverpb_InternalRaftRequest) async throws(EtcdError) -> AppliedResponse {
         var request = request
         let id = requestIDs.next()
@@ -329,89 +557,14 @@ public final class EtcdServer: Sendable {
             throw EtcdError(.internal, "etcdserver: failed to encode request: \(error)")
         }
         if data.count > config.maxRequestBytes { throw .requestTooLarge }
-
+        guard let d = driver.withLock({ $0 }) else { throw .stopped }
         let result = await withCheckedContinuation { (c: Waiter) in
-            let woken = state.withLock { s in
-                s.waiters[id] = c
-                s.log.append(term: s.log.term, data: data)
-                return applyCommitted(&s)
-            }
-            for (waiter, result) in woken { waiter.resume(returning: result) }
+            state.withLock { $0.waiters[id] = c }
+            d.propose(data, requestID: id)
         }
         return try result.get()
     }
 
-    /// Applies every committed, not yet applied entry in log order and collects the
-    /// handlers to wake (woken outside the lock).
-    private func applyCommitted(_ s: inout State) -> [(Waiter, Result<AppliedResponse, EtcdError>)] {
-        var woken: [(Waiter, Result<AppliedResponse, EtcdError>)] = []
-        for entry in s.log.committedUnapplied() {
-            guard let (id, result) = apply(entry, &s) else { continue }
-            if let waiter = s.waiters.removeValue(forKey: id) {
-                woken.append((waiter, result))
-            }
-        }
-        return woken
-    }
-
-    /// Applies one entry to the state machine; returns the request ID and its result.
-    private func apply(_ entry: LocalLog.Entry, _ s: inout State) -> (UInt64, Result<AppliedResponse, EtcdError>)? {
-        s.log.applied = entry.index
-        guard !entry.data.isEmpty,
-              let request = try? Etcdserverpb_InternalRaftRequest(serializedBytes: entry.data)
-        else { return nil }
-        let result: Result<AppliedResponse, EtcdError>
-        do throws(MVCCError) {
-            if let refused = refusedByAlarm(request, s.alarms) {
-                result = .failure(refused)
-            } else if request.hasPut {
-                result = .success(.put(try s.kv.put(request.put)))
-            } else if request.hasDeleteRange {
-                result = .success(.deleteRange(try s.kv.deleteRange(request.deleteRange)))
-            } else if request.hasTxn {
-                result = .success(.txn(try s.kv.txn(request.txn)))
-            } else if request.hasCompaction {
-                result = .success(.compaction(try s.kv.compact(request.compaction)))
-            } else if request.hasAlarm {
-                result = .success(.alarm(applyAlarm(request.alarm, &s.alarms)))
-            } else if request.hasV2 {
-                result = .success(applyV2(request.v2, &s))
-            } else {
-                result = .failure(EtcdError(.unimplemented, "etcdserver: unsupported request"))
-            }
-        } catch {
-            result = .failure(EtcdError(error))
-        }
-        return (request.header.id, result)
-    }
-}
-
-/// The log of one member in memory: every appended entry is committed at once.
-/// Raft and the WAL replace this (they own term, index and commit).
-struct LocalLog: ~Copyable {
-    struct Entry {
-        var term: UInt64
-        var index: UInt64
-        var data: Data
-    }
-
-    private(set) var term: UInt64 = 1
-    private(set) var committed: UInt64 = 0
-    var applied: UInt64 = 0
-    private var unapplied: [Entry] = []
-
-    mutating func becomeLeader(term: UInt64) { self.term = term }
-
-    mutating func append(term: UInt64, data: Data) {
-        committed += 1
-        unapplied.append(Entry(term: term, index: committed, data: data))
-    }
-
-    /// The committed entries not handed to the apply step yet, in log order.
-    mutating func committedUnapplied() -> [Entry] {
-        defer { unapplied.removeAll(keepingCapacity: true) }
-        return unapplied
-    }
 }
 
 /// etcd's request ID scheme (`pkg/idutil`): the member ID's low 16 bits, then a

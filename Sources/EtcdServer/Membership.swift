@@ -88,3 +88,46 @@ struct MemberAttributes: Codable, Equatable {
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
 }
+
+/// The context of a ConfChange that adds a member: etcd's JSON of `membership.Member`
+/// (`{"id":...,"peerURLs":[...],"isLearner":true,"name":"...","clientURLs":[...]}`,
+/// empty fields omitted), written byte for byte as etcd writes it.
+struct MemberContext: Equatable {
+    var id: UInt64
+    var peerURLs: [String]
+    var isLearner: Bool
+    var name: String
+    var clientURLs: [String]
+
+    init(member m: Member) {
+        id = m.id
+        peerURLs = m.peerURLs
+        isLearner = m.isLearner
+        name = m.name
+        clientURLs = m.clientURLs
+    }
+
+    init?(json: Data) {
+        guard let obj = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else { return nil }
+        id = (obj["id"] as? NSNumber)?.uint64Value ?? 0
+        peerURLs = obj["peerURLs"] as? [String] ?? []
+        isLearner = obj["isLearner"] as? Bool ?? false
+        name = obj["name"] as? String ?? ""
+        clientURLs = obj["clientURLs"] as? [String] ?? []
+    }
+
+    var json: Data {
+        var out = #"{"id":\#(id),"peerURLs":\#(Self.list(peerURLs))"#
+        if isLearner { out += #","isLearner":true"# }
+        if !name.isEmpty { out += #","name":\#(Self.quote(name))"# }
+        if !clientURLs.isEmpty { out += #","clientURLs":\#(Self.list(clientURLs))"# }
+        return Data((out + "}").utf8)
+    }
+
+    private static func list(_ xs: [String]) -> String { "[" + xs.map(quote).joined(separator: ",") + "]" }
+
+    private static func quote(_ s: String) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
+        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+    }
+}

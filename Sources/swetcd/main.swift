@@ -39,8 +39,8 @@ let cpus = ProcessInfo.processInfo.activeProcessorCount
 for entry in config.startupLog(cpus: cpus, availableCPUs: cpus) + config.notHonouredLog {
     entry.emit(logger: config.logger)
 }
-// Every start is a new member while data lives in memory.
-if let error = config.verifyInitialCluster() {
+// A new member checks its initial cluster; a restarting one takes its cluster from the WAL.
+if !FileManager.default.fileExists(atPath: config.effectiveWALDir), let error = config.verifyInitialCluster() {
     error.write()
     exit(error.exitCode)
 }
@@ -63,7 +63,6 @@ if config.logger == "zap" {
         embedLog.info("\(line)")
     }
 }
-embedLog.warning("swetcd keeps all data in memory for now: a restart loses it (the WAL and backend issues make it durable)")
 
 let initialCluster: InitialCluster
 do {
@@ -76,12 +75,15 @@ do {
 
 let server: EtcdServer
 do {
-    server = try EtcdServer(
+    server = try await EtcdServer.start(
         config: ServerConfig(
             name: config.name, clusterToken: config.initialClusterToken,
             initialCluster: initialCluster,
             advertiseClientURLs: config.advertiseClientURLs.map(\.description),
-            maxRequestBytes: Int(config.maxRequestBytes), maxTxnOps: Int(config.maxTxnOps)),
+            maxRequestBytes: Int(config.maxRequestBytes), maxTxnOps: Int(config.maxTxnOps),
+            dataDir: config.dataDir, walDir: config.walDir.isEmpty ? nil : config.walDir,
+            heartbeatMs: Int(config.heartbeatIntervalMs), electionMs: Int(config.electionTimeoutMs),
+            preVote: config.preVote, unsafeNoFsync: config.unsafeNoFsync),
         logger: Logger(label: "etcdserver"))
 } catch {
     mainLog.critical("\(error.message)")
@@ -107,6 +109,7 @@ for sig in [SIGTERM, SIGINT] {
         mainLog.notice("received \(sig == SIGTERM ? "terminated" : "interrupt") signal, shutting down...", metadata: ["pkg": "pkg/osutil"])
         Logger(label: "etcdserver").info("skipped leadership transfer for single voting member cluster")
         for l in listeners { l.server.shutDown() }
+        server.stop()
     }
     source.resume()
     signalSources.append(source)

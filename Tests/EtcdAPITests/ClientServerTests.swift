@@ -1,5 +1,6 @@
 import EtcdProto
 import EtcdServer
+import FileIO
 import Foundation
 import Testing
 
@@ -28,9 +29,11 @@ func run(_ args: [String], stdin: String? = nil, timeout: TimeInterval = 20) thr
 
 /// A member serving on a free port of 127.0.0.1, for the duration of `body`.
 func withServer(_ body: (EtcdServer, Int) async throws -> Void) async throws {
-    let server = try EtcdServer(config: ServerConfig(
+    let server = try await EtcdServer.start(config: ServerConfig(
         initialCluster: InitialCluster(peerURLsByName: ["default": ["http://localhost:2380"]]),
-        advertiseClientURLs: ["http://127.0.0.1:2379"]))
+        advertiseClientURLs: ["http://127.0.0.1:2379"], dataDir: "/data", heartbeatMs: 10, electionMs: 100,
+        fileSystem: FaultyFileSystem(seed: 1)))
+    defer { server.stop() }
     let client = ClientServer(server: server, host: "127.0.0.1", port: 0)
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await client.serve() }

@@ -1,22 +1,11 @@
 import EtcdProto
 import EtcdServer
+import FileIO
 import Foundation
 import SwiftProtobuf
 import Testing
 
 @testable import EtcdAPI
-
-/// A small deterministic generator (SplitMix64), so a failing seed reproduces.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The member must answer every client request, however odd, with a response or an etcd
 /// error — never crash. Requests are random messages with extreme field values, and
@@ -103,10 +92,12 @@ struct SplitMix64: RandomNumberGenerator {
 
     @Test(arguments: 1...4)
     func randomRequestsNeverCrashTheMember(seed: UInt64) async throws {
-        var g = SplitMix64(state: seed)
-        let server = try EtcdServer(config: ServerConfig(
+        var g = SplitMix64(seed: seed)
+        let server = try await EtcdServer.start(config: ServerConfig(
             initialCluster: InitialCluster(peerURLsByName: ["default": ["http://localhost:2380"]]),
-            advertiseClientURLs: [], maxTxnOps: 8))
+            advertiseClientURLs: [], maxTxnOps: 8, dataDir: "/data", heartbeatMs: 10, electionMs: 100,
+            fileSystem: FaultyFileSystem(seed: seed)))
+        defer { server.stop() }
         let kv = KVService(server: server)
         var answered = 0
         for _ in 0..<3000 {
@@ -137,10 +128,12 @@ struct SplitMix64: RandomNumberGenerator {
     }
 
     @Test func randomBytesDecodeToAnErrorOrARequest() async throws {
-        var g = SplitMix64(state: 7)
-        let server = try EtcdServer(config: ServerConfig(
+        var g = SplitMix64(seed: 7)
+        let server = try await EtcdServer.start(config: ServerConfig(
             initialCluster: InitialCluster(peerURLsByName: ["default": ["http://localhost:2380"]]),
-            advertiseClientURLs: []))
+            advertiseClientURLs: [], dataDir: "/data", heartbeatMs: 10, electionMs: 100,
+            fileSystem: FaultyFileSystem(seed: 7)))
+        defer { server.stop() }
         let kv = KVService(server: server)
         for _ in 0..<5000 {
             let bytes = Data((0..<Int.random(in: 0...64, using: &g)).map { _ in UInt8.random(in: 0...255, using: &g) })

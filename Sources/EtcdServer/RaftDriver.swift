@@ -1,0 +1,178 @@
+import Dispatch
+import EtcdProto
+import FileIO
+import Foundation
+import Raft
+import WAL
+
+/// Runs one member's Raft node on its own serial queue: ticks on a timer, takes proposals
+/// and ReadIndex requests, and handles each Ready in etcd's order for durability —
+/// persist entries and hard state to the WAL (one write and one fdatasync per Ready: what
+/// arrived while the previous sync ran forms the next batch, which is group commit), send
+/// messages, then hand committed entries to the apply step, then advance.
+/// All Raft and WAL access happens on `queue`.
+final class RaftDriver: @unchecked Sendable {
+    struct Callbacks {
+        /// Applies committed entries in log order (on the driver's queue).
+        var apply: (_ entries: [Raftpb_Entry], _ node: RawNode) -> Void
+        /// Leader and term changes.
+        var softState: (_ lead: UInt64, _ term: UInt64, _ commit: UInt64) -> Void
+        /// The WAL cannot be written: nothing more may be acknowledged (etcd panics here).
+        var failed: (_ message: String) -> Void
+        /// A proposal Raft refused (no leader, ...): wake its waiter with this error.
+        var dropped: (_ requestID: UInt64) -> Void
+    }
+
+    private let queue = DispatchQueue(label: "swetcd.raft")
+    private let node: RawNode
+    private let storage: MemoryStorage
+    private let wal: WAL
+    private let callbacks: Callbacks
+    private var timer: DispatchSourceTimer?
+    private var drainScheduled = false
+    private var stopped = false
+    /// ReadIndex requests waiting for their read state, by context.
+    private var pendingReads: [Data: @Sendable (Result<UInt64, EtcdError>) -> Void] = [:]
+    private var nextReadID: UInt64 = 0
+    /// The highest index applied so far, and reads waiting for it.
+    private var applied: UInt64 = 0
+    private var readsWaitingForApply: [(index: UInt64, done: @Sendable (Result<UInt64, EtcdError>) -> Void)] = []
+
+    init(node: RawNode, storage: MemoryStorage, wal: WAL, applied: UInt64, callbacks: Callbacks) {
+        self.node = node
+        self.storage = storage
+        self.wal = wal
+        self.applied = applied
+        self.callbacks = callbacks
+    }
+
+    /// Starts ticking every `tick`; a single voter fast-forwards its election ticks, as
+    /// etcd does, so it elects itself on the first tick.
+    func start(tick: DispatchTimeInterval, fastForwardTicks: Int) {
+        queue.sync {
+            for _ in 0..<fastForwardTicks { node.tick() }
+            drain()
+        }
+        let t = DispatchSource.makeTimerSource(queue: queue)
+        t.schedule(deadline: .now() + tick, repeating: tick, leeway: .milliseconds(1))
+        t.setEventHandler { [unowned self] in
+            guard !stopped else { return }
+            node.tick()
+            drain()
+        }
+        t.resume()
+        timer = t
+    }
+
+    /// Proposes an entry; the outcome arrives through apply (or `dropped`).
+    func propose(_ data: Data, requestID: UInt64) {
+        queue.async { [self] in
+            guard !stopped else { return callbacks.dropped(requestID) }
+            do {
+                try node.propose(data)
+            } catch {
+                callbacks.dropped(requestID)
+            }
+            scheduleDrain()
+        }
+    }
+
+    /// etcd's linearizable read: the index to wait for, confirmed by ReadIndex, once the
+    /// member has applied up to it.
+    func readIndex(_ done: @escaping @Sendable (Result<UInt64, EtcdError>) -> Void) {
+        queue.async { [self] in
+            guard !stopped else { return done(.failure(.stopped)) }
+            nextReadID += 1
+            let ctx = withUnsafeBytes(of: nextReadID.bigEndian) { Data($0) }
+            pendingReads[ctx] = done
+            node.readIndex(ctx)
+            scheduleDrain()
+        }
+    }
+
+    /// Runs `body` on the driver's queue (for membership changes that need the node).
+    func sync<T>(_ body: (RawNode) -> T) -> T { queue.sync { body(node) } }
+
+    func stop() {
+        queue.sync {
+            guard !stopped else { return }
+            stopped = true
+            timer?.cancel()
+            for (_, done) in pendingReads { done(.failure(.stopped)) }
+            pendingReads.removeAll()
+            for r in readsWaitingForApply { r.done(.failure(.stopped)) }
+            readsWaitingForApply.removeAll()
+        }
+        try? wal.close()
+    }
+
+    private func scheduleDrain() {
+        guard !drainScheduled else { return }
+        drainScheduled = true
+        queue.async { [self] in
+            drainScheduled = false
+            drain()
+        }
+    }
+
+    /// Handles every Ready Raft has.
+    private func drain() {
+        while !stopped && node.hasReady {
+            let rd = node.ready()
+            do {
+                if let snap = rd.snapshot {
+                    var ws = Walpb_Snapshot()
+                    ws.index = snap.metadata.index
+                    ws.term = snap.metadata.term
+                    try wal.waitBlocking(for: wal.submitSnapshot(ws))
+                    try storage.applySnapshot(snap)
+                }
+                if rd.hardState != nil || !rd.entries.isEmpty {
+                    let ticket = try wal.submit(hardState: rd.hardState ?? Raftpb_HardState(), entries: rd.entries)
+                    try wal.waitBlocking(for: ticket)
+                }
+            } catch {
+                // etcd panics when it cannot persist: never acknowledge what is not durable.
+                failStop("swetcd: cannot write the WAL: \(error)")
+                return
+            }
+            if let hs = rd.hardState { storage.setHardState(hs) }
+            storage.append(rd.entries)
+            // One member: no peer to send messages to yet (issue 7 adds the transport).
+            if let ss = rd.softState ?? Optional(node.status.softState) {
+                let st = node.status
+                callbacks.softState(ss.lead, st.term, st.commit)
+            }
+            if !rd.committedEntries.isEmpty {
+                callbacks.apply(rd.committedEntries, node)
+                applied = rd.committedEntries.last!.index
+            }
+            for rs in rd.readStates {
+                guard let done = pendingReads.removeValue(forKey: rs.requestContext) else { continue }
+                readsWaitingForApply.append((rs.index, done))
+            }
+            node.advance(rd)
+            releaseReads()
+        }
+    }
+
+    /// Stops everything on the queue after a persistence failure.
+    private func failStop(_ message: String) {
+        stopped = true
+        timer?.cancel()
+        for (_, done) in pendingReads { done(.failure(.stopped)) }
+        pendingReads.removeAll()
+        for r in readsWaitingForApply { r.done(.failure(.stopped)) }
+        readsWaitingForApply.removeAll()
+        callbacks.failed(message)
+    }
+
+    private func releaseReads() {
+        guard !readsWaitingForApply.isEmpty else { return }
+        var waiting: [(index: UInt64, done: @Sendable (Result<UInt64, EtcdError>) -> Void)] = []
+        for r in readsWaitingForApply {
+            if r.index <= applied { r.done(.success(r.index)) } else { waiting.append(r) }
+        }
+        readsWaitingForApply = waiting
+    }
+}

@@ -1,0 +1,22 @@
+/// A small seeded random number generator (SplitMix64): the same seed gives the same
+/// sequence on every machine, so a failing crash test is reproduced by its seed.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// true with probability `p`.
+    public mutating func chance(_ p: Double) -> Bool {
+        if p <= 0 { return false }
+        if p >= 1 { return true }
+        return Double(next() >> 11) * 0x1.0p-53 < p
+    }
+}
