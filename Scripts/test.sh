@@ -14,5 +14,8 @@ swift build --build-tests
 e2e="ClientServerTests"
 swift test --skip-build --skip "$e2e"
 swift test --skip-build --filter "$e2e"
+bin="$(swift build --show-bin-path)/swetcd"
+# Durability end to end: concurrent etcdctl writers, SIGKILL at 20 random moments, restart.
+python3 Tests/e2e/kill9.py --server-bin "$bin" --kills 20
 python3 interop/run.py --selftest
-python3 interop/run.py --server-bin "$(swift build --show-bin-path)/swetcd"
+python3 interop/run.py --server-bin "$bin"
