@@ -233,8 +233,8 @@ enum FlagTable {
         str("config-file", \.configFile, yaml: false, honoured: true),
 
         // member
-        str("data-dir", \.dataDir, honoured: false),
-        str("wal-dir", \.walDir, honoured: false),
+        str("data-dir", \.dataDir, honoured: true),
+        str("wal-dir", \.walDir, honoured: true),
         urls("listen-peer-urls", \.listenPeerURLs, yamlLabel: "listen-peer-urls", honoured: false),
         urls("listen-client-urls", \.listenClientURLs, yamlLabel: "listen-client-urls", honoured: true),
         urls("listen-metrics-urls", \.listenMetricsURLs, yamlLabel: "listen-metrics-urls", honoured: false),
@@ -242,8 +242,8 @@ enum FlagTable {
         uint("max-wals", \.maxWALs, honoured: false),
         str("name", \.name, honoured: true),
         uint64("snapshot-count", \.snapshotCount, honoured: false),
-        uint("heartbeat-interval", \.heartbeatIntervalMs, honoured: false),
-        uint("election-timeout", \.electionTimeoutMs, honoured: false),
+        uint("heartbeat-interval", \.heartbeatIntervalMs, honoured: true),
+        uint("election-timeout", \.electionTimeoutMs, honoured: true),
         bool("initial-election-tick-advance", \.initialElectionTickAdvance, honoured: false),
         int64("quota-backend-bytes", \.quotaBackendBytes, honoured: false),
         duration("backend-batch-interval", \.backendBatchInterval, honoured: false),
@@ -273,7 +273,7 @@ enum FlagTable {
         selective("initial-cluster-state", \.initialClusterState, ["new", "existing"], yaml: yamlTop("initial-cluster-state", .string), honoured: false),
         bool("strict-reconfig-check", \.strictReconfigCheck, honoured: false),
         bool("enable-v2", \.enableV2, honoured: false),
-        bool("pre-vote", \.preVote, honoured: false),
+        bool("pre-vote", \.preVote, honoured: true),
 
         // v2 proxy
         selective("proxy", \.proxy, ["off", "readonly", "on"], yaml: proxyKey("proxy", .string), honoured: false),
@@ -342,7 +342,7 @@ enum FlagTable {
         duration("experimental-warning-apply-duration", \.experimentalWarningApplyDuration, honoured: false),
 
         // unsafe
-        bool("unsafe-no-fsync", \.unsafeNoFsync, honoured: false),
+        bool("unsafe-no-fsync", \.unsafeNoFsync, honoured: true),
         bool("force-new-cluster", \.forceNewCluster, honoured: false),
     ] + ignoredNames.map(ignored)
 

@@ -132,8 +132,7 @@ let capnslogWarning = "[WARNING] Deprecated '--logger=capnslog' flag is set; use
     @Test func notHonouredListsSetFeaturesSwetcdLacks() throws {
         let c = try config(["--enable-v2", "--auto-tls=false", "--cors", "http://a.example:1", "--pre-vote", "--max-txn-ops", "5", "--experimental-initial-corrupt-check"])
         // --auto-tls=false equals the default: nothing to warn about.
-        // --pre-vote belongs to Raft, which is not built yet.
-        #expect(c.notHonoured == ["cors", "enable-v2", "experimental-initial-corrupt-check", "pre-vote"])
+        #expect(c.notHonoured == ["cors", "enable-v2", "experimental-initial-corrupt-check"])
         let honoured = FlagTable.all.filter(\.honoured).map(\.name)
         #expect(honoured.contains("name") && honoured.contains("max-txn-ops"))
     }
