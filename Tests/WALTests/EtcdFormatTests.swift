@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Testing
 import EtcdProto
 import FileIO
@@ -190,16 +191,23 @@ import FileIO
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    /// Builds the verifier once per test process.
+    /// Builds the verifier once (cached in the temp dir, keyed by the source's CRC).
     static let verifier: Result<String, Error> = Result {
-        let dir = NSTemporaryDirectory() + "swetcd-walverify-\(getpid())"
+        let cache = NSTemporaryDirectory() + "swetcd-walverify"
+        let exe = cache + "/walverify-" + String(CRC32C.checksum(Array(goVerifierSource.utf8)), radix: 16)
+        if FileManager.default.isExecutableFile(atPath: exe) { return exe }
+        let dir = cache + "/build-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         try goVerifierSource.write(toFile: dir + "/main.go", atomically: true, encoding: .utf8)
         var env = ["GO111MODULE": "off", "GOPATH": gopath, "GOFLAGS": ""]
         if ProcessInfo.processInfo.environment["HOME"] == nil { env["GOCACHE"] = NSTemporaryDirectory() + "swetcd-gocache" }
         let (rc, out) = try run("/usr/bin/go", ["build", "-o", dir + "/walverify", "main.go"], env: env, cwd: dir)
         guard rc == 0 else { throw WALError.stopped(cause: "go build failed: \(out)") }
-        return dir + "/walverify"
+        if rename(dir + "/walverify", exe) != 0 && !FileManager.default.isExecutableFile(atPath: exe) {
+            throw WALError.stopped(cause: "cannot install \(exe)")
+        }
+        return exe
     }
 
     @Test(.enabled(if: EtcdFormatTests.goAvailable, "needs Go and golang-etcd-server-dev"))
