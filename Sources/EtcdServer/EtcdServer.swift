@@ -98,6 +98,7 @@ public final class EtcdServer: Sendable {
     private let state: Mutex<State>
     private let requestIDs: RequestIDGenerator
     private let driver: Mutex<RaftDriver?> = Mutex(nil)
+    private let dataDirLock: Mutex<(any DirectoryLock)?> = Mutex(nil)
 
     private typealias Waiter = CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>
 
@@ -129,7 +130,16 @@ public final class EtcdServer: Sendable {
         let server: EtcdServer
         let node: RawNode
         let wal: WAL
+        let dataDirLock: any DirectoryLock
         do {
+            // One process per data dir: the directory is flocked for the member's lifetime
+            // (the WAL also locks its segments).
+            try fs.createDirectoriesDurably(config.dataDir)
+            do {
+                dataDirLock = try fs.lockDirectory(config.dataDir)
+            } catch FileIOError.locked {
+                throw EtcdError(.failedPrecondition, "swetcd: data dir \(config.dataDir) is in use by another process")
+            }
             if WAL.exists(dir: walDir, fs: fs) {
                 wal = try WAL.open(dir: walDir, at: Walpb_Snapshot(), fs: fs, options: walOptions)
                 let contents = try wal.readAll()
@@ -169,6 +179,7 @@ public final class EtcdServer: Sendable {
         if config.unsafeNoFsync {
             logger.warning("--unsafe-no-fsync is set: the WAL is not synced and acknowledged writes can be lost in a power failure")
         }
+        server.dataDirLock.withLock { $0 = dataDirLock }
         let driver = RaftDriver(node: node, storage: storage, wal: wal, applied: 0, callbacks: server.driverCallbacks())
         server.driver.withLock { $0 = driver }
         let electionTicks = max(1, config.electionMs / max(1, config.heartbeatMs))
@@ -210,6 +221,8 @@ public final class EtcdServer: Sendable {
             return Array(s.waiters.values)
         }
         for w in waiters { w.resume(returning: .failure(.stopped)) }
+        let lock = dataDirLock.withLock { l -> (any DirectoryLock)? in defer { l = nil }; return l }
+        try? lock?.unlock()
     }
 
     private func waitForLeader() async {

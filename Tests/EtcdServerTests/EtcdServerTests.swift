@@ -50,6 +50,23 @@ final class Acknowledged: @unchecked Sendable {
             fileSystem: fs, onFatal: { _ in }))
     }
 
+    /// A second member on the same data dir is refused while the first runs.
+    @Test func dataDirIsLockedAgainstASecondMember() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swetcd-lock-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func start() async throws -> EtcdServer {
+            try await EtcdServer.start(config: ServerConfig(
+                initialCluster: InitialCluster(peerURLsByName: ["default": ["http://localhost:2380"]]),
+                advertiseClientURLs: [], dataDir: dir, heartbeatMs: 10, electionMs: 100,
+                fileSystem: PosixFileSystem(), onFatal: { _ in }))
+        }
+        let first = try await start()
+        await #expect(throws: EtcdError.self) { _ = try await start() }
+        first.stop()
+        let again = try await start()
+        again.stop()
+    }
+
     /// The one test of --unsafe-no-fsync: the WAL is written but never synced.
     @Test func unsafeNoFsyncWritesWithoutSyncing() async throws {
         let fs = FaultyFileSystem(seed: 3)
