@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "FileIO"),
         // The write-ahead log in etcd's format: segments, framing, CRC32-C, group commit.
         .target(name: "WAL", dependencies: ["EtcdProto", "FileIO"]),
+        // The bbolt-format copy-on-write B+tree file: buckets, txns, cursors, freelist, defrag.
+        .target(name: "Backend", dependencies: ["FileIO"]),
         // Revisions, key index, range/put/delete/txn, compaction.
         .target(name: "MVCC", dependencies: ["EtcdProto"]),
         // The member: submit/apply boundary, apply loop, IDs, cluster metadata.
@@ -79,6 +81,7 @@ let package = Package(
         ),
 
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "EtcdProto"]),
+        .testTarget(name: "BackendTests", dependencies: ["Backend", "FileIO"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "EtcdProto"]),
         .testTarget(name: "WALTests", dependencies: ["WAL", "FileIO", "EtcdProto"]),
         .testTarget(name: "EtcdServerTests", dependencies: ["EtcdServer", "EtcdProto", "FileIO"]),
