@@ -96,12 +96,7 @@ final class RaftDriver: @unchecked Sendable {
     func stop() {
         queue.sync {
             guard !stopped else { return }
-            stopped = true
-            timer?.cancel()
-            for (_, done) in pendingReads { done(.failure(.stopped)) }
-            pendingReads.removeAll()
-            for r in readsWaitingForApply { r.done(.failure(.stopped)) }
-            readsWaitingForApply.removeAll()
+            halt()
         }
         try? wal.close()
     }
@@ -158,13 +153,18 @@ final class RaftDriver: @unchecked Sendable {
 
     /// Stops everything on the queue after a persistence failure.
     private func failStop(_ message: String) {
+        halt()
+        callbacks.failed(message)
+    }
+
+    /// Stops ticking and fails every waiting read (on the queue).
+    private func halt() {
         stopped = true
         timer?.cancel()
         for (_, done) in pendingReads { done(.failure(.stopped)) }
         pendingReads.removeAll()
         for r in readsWaitingForApply { r.done(.failure(.stopped)) }
         readsWaitingForApply.removeAll()
-        callbacks.failed(message)
     }
 
     private func releaseReads() {
