@@ -382,6 +382,7 @@ final class RaftCore {
     }
 
     func handleVoteRequest(_ m: Raftpb_Message) {
+        guard m.term != 0 else { return }   // malformed: campaign messages always carry a term
         // We can vote for a repeat of our vote, when we have not voted and know of no
         // leader in this term, or for a pre-vote for a future term...
         let canVote = vote == m.from
@@ -395,7 +396,8 @@ final class RaftCore {
                 electionElapsed = 0
                 vote = m.from
             }
-        } else {
+        } else if term != 0 {
+            // (At term 0 our log is empty and every candidate is up to date.)
             var r = RaftCore.message(m.type.voteResponseType, to: m.from, term: term)
             r.reject = true
             send(r)
@@ -581,9 +583,7 @@ final class RaftCore {
         switch m.type {
         case .msgProp:
             if lead == raftNone || disableProposalForwarding { throw RaftError.proposalDropped }
-            var f = m
-            f.to = lead
-            send(f)
+            forward(m)
         case .msgApp:
             electionElapsed = 0
             lead = m.from
@@ -598,23 +598,28 @@ final class RaftCore {
             handleSnapshot(m)
         case .msgTransferLeader:
             guard lead != raftNone else { return }
-            var f = m
-            f.to = lead
-            send(f)
+            forward(m)
         case .msgTimeoutNow:
             // Leadership transfers skip pre-vote: we know the leader is alive.
             if promotable { campaign(.transfer) }
         case .msgReadIndex:
             guard lead != raftNone else { return }
-            var f = m
-            f.to = lead
-            send(f)
+            forward(m)
         case .msgReadIndexResp:
             guard m.entries.count == 1 else { return }
             readStates.append(ReadState(index: m.index, requestContext: m.entries[0].data))
         default:
             break
         }
+    }
+
+    /// Passes a request on to the leader (as etcd does, in our name). A request a peer
+    /// forwarded to us carries its term; ours replaces it.
+    func forward(_ m: Raftpb_Message) {
+        var f = m
+        f.to = lead
+        f.term = 0
+        send(f)
     }
 
     func handleAppendEntries(_ m: Raftpb_Message) {

@@ -16,7 +16,11 @@ import Foundation
 ///    to the state machine before any later entries.
 /// 5. Call `advance(_:)` with this Ready. `step`/`tick`/`propose` may be called while a Ready
 ///    is being processed; what they produce comes out in the next Ready.
-public struct Ready {
+///
+/// A crash before step 2 completes loses this Ready and nothing else: no message sent so
+/// far depends on it. For every MsgSnap sent, report the outcome with `reportSnapshot`
+/// (etcd sends the state machine as of its applied index in place of Raft's snapshot).
+public struct Ready: Sendable {
     /// Set when leader or role changed since the previous Ready.
     public var softState: SoftState?
     /// Set when term, vote or commit changed since the last persisted hard state.
@@ -102,10 +106,12 @@ public final class RawNode {
         core.becomeFollower(term: 1, lead: raftNone)
         var ents: [Raftpb_Entry] = []
         for (i, p) in peers.enumerated() {
+            // Field for field what etcd (gogoproto) writes: ID 0, type, node, context if any.
             var cc = Raftpb_ConfChange()
+            cc.id = 0
             cc.type = .confChangeAddNode
             cc.nodeID = p.id
-            cc.context = p.context
+            if !p.context.isEmpty { cc.context = p.context }
             ents.append(Raftpb_Entry(term: 1, index: UInt64(i + 1), type: .entryConfChange,
                                      data: try cc.serializedBytes()))
         }

@@ -77,6 +77,22 @@ import Testing
         #expect(c.leaders == [3])
     }
 
+    /// A request forwarded by a peer that took us for the leader is passed on with our term.
+    @Test func forwardedRequestsFromPeersArePassedOn() {
+        let r = newRaft(2, peers: [1, 2, 3])
+        r.becomeFollower(term: 3, lead: 1)
+        r.stepOrFail(msg(.msgTransferLeader, from: 3, to: 2, term: 3))
+        r.stepOrFail(msg(.msgProp, from: 3, to: 2, entries: [entry(0, 0, "x")]))
+        r.stepOrFail(msg(.msgReadIndex, from: 3, to: 2, entries: [entry(0, 0, "ctx")]))
+        let ms = r.readMessages()
+        #expect(ms.map(\.type) == [.msgTransferLeader, .msgProp, .msgReadIndex])
+        #expect(ms.allSatisfy { $0.to == 1 && $0.from == 2 })
+        #expect(ms.map(\.term) == [3, 0, 0])
+        // A malformed vote request without a term is ignored.
+        r.stepOrFail(msg(.msgVote, from: 3, to: 2, term: 0))
+        #expect(r.readMessages().isEmpty)
+    }
+
     /// A follower forwards MsgTransferLeader to the leader (as etcd does, naming itself).
     @Test func followerForwardsTransferRequest() {
         let c = Cluster(voters: [1, 2, 3])

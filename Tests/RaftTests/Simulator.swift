@@ -32,12 +32,23 @@ struct SimOptions: CustomStringConvertible {
     var transfers = true
     /// Quiet-phase budget, in rounds (one tick of every node plus full delivery).
     var livenessRounds = 300
+    /// Membership changes: the cluster starts with 3 voters (bootstrapped through
+    /// ConfChange entries, as etcd does); the other nodes are spares that the leader adds
+    /// as learners or voters; voters and learners are removed (a removed node stops).
+    var membership = false
+    var mode = Mode.three
 
     /// Options varied by seed (size, pre-vote, check-quorum), as the suite and script use.
-    static func forSeed(_ seed: UInt64, nodes: Int? = nil, steps: Int = 1500) -> SimOptions {
+    /// `mode`: 3 or 5 plain nodes, or `.membership` (5 nodes, 3 voters at first); random by seed when nil.
+    enum Mode: Int { case three, five, membership }
+
+    static func forSeed(_ seed: UInt64, mode: Mode? = nil, steps: Int = 1500) -> SimOptions {
         var r = SplitMix64(seed: seed ^ 0x5EED)
         var o = SimOptions(seed: seed)
-        o.nodes = nodes ?? (r.below(2) == 0 ? 3 : 5)
+        let m = mode ?? Mode(rawValue: r.below(3))!
+        o.mode = m
+        o.nodes = m == .three ? 3 : 5
+        o.membership = m == .membership
         o.steps = steps
         o.preVote = r.below(2) == 0
         o.checkQuorum = r.below(2) == 0
@@ -46,11 +57,12 @@ struct SimOptions: CustomStringConvertible {
         o.maxInflight = [1, 4, 256][r.below(3)]
         o.maxSizePerMsg = [0, 300, raftNoLimit][r.below(3)]
         o.diskSpeed = [30, 100, 200][r.below(3)]
+        o.electionTick = [3, 5, 10][r.below(3)]
         return o
     }
 
     var description: String {
-        "seed=\(seed) nodes=\(nodes) steps=\(steps) preVote=\(preVote) checkQuorum=\(checkQuorum) loss=\(lossPercent)% dup=\(duplicatePercent)% disk=\(diskSpeed) inflight=\(maxInflight) maxMsg=\(maxSizePerMsg == raftNoLimit ? "unlimited" : "\(maxSizePerMsg)")"
+        "seed=\(seed) nodes=\(nodes) steps=\(steps) preVote=\(preVote) checkQuorum=\(checkQuorum) election=\(electionTick) membership=\(membership) loss=\(lossPercent)% dup=\(duplicatePercent)% disk=\(diskSpeed) inflight=\(maxInflight) maxMsg=\(maxSizePerMsg == raftNoLimit ? "unlimited" : "\(maxSizePerMsg)")"
     }
 }
 
@@ -60,7 +72,7 @@ struct SimFailure: Error, CustomStringConvertible {
     var message: String
     var trace: [String]
     var description: String {
-        "raft simulator: \(message)\n  at step \(step) with \(options)\n  reproduce: RAFT_SIM_SEED=\(options.seed) swift test --filter RaftSimulatorTests/replay\n  last events:\n    "
+        "raft simulator: \(message)\n  at step \(step) with \(options)\n  reproduce: RAFT_SIM_SEED=\(options.seed) RAFT_SIM_MODE=\(options.mode.rawValue) RAFT_SIM_STEPS=\(options.steps) swift test --filter RaftSimulatorTests/replay\n  last events:\n    "
             + trace.suffix(40).joined(separator: "\n    ")
     }
 }
@@ -101,6 +113,12 @@ final class SimNode {
     var smHash: UInt64 = 0
     var lastSeenCommit: UInt64 = 0
     var wasLeader = false
+    /// The configuration as of `smIndex` (what a snapshot at smIndex records).
+    var confState = Raftpb_ConfState()
+    /// Removed from the cluster: stopped for good (etcd stops a removed member).
+    var removed = false
+    /// The initial members, for an initial member (bootstrapped through the log).
+    var bootstrapPeers: [UInt64] = []
 
     init(id: UInt64, storage: MemoryStorage) {
         self.id = id
@@ -132,16 +150,20 @@ final class Simulator {
     var appliedHash: [UInt64: UInt64] = [:]
     var maxCommitSeen: UInt64 = 0
     var readIssuedAt: [Data: UInt64] = [:]
+    /// Nodes whose removal was applied somewhere: the transport drops their messages.
+    var removedIDs = Set<UInt64>()
     var stats = SimStats()
 
     init(_ options: SimOptions) {
         o = options
         rng = SplitMix64(seed: options.seed)
-        let voters = (1...UInt64(o.nodes)).map { $0 }
-        for id in voters {
+        let all = (1...UInt64(o.nodes)).map { $0 }
+        let voters = o.membership ? Array(all.prefix(3)) : all
+        for id in all {
             let s = MemoryStorage()
-            s.currentSnapshot.metadata.confState = confState(voters: voters)
+            if !o.membership { s.currentSnapshot.metadata.confState = confState(voters: voters) }
             let n = SimNode(id: id, storage: s)
+            n.bootstrapPeers = o.membership && voters.contains(id) ? voters : []
             nodes.append(n)
             start(n)
         }
@@ -163,15 +185,24 @@ final class Simulator {
         let snap = n.storage.currentSnapshot
         n.smIndex = snap.metadata.index
         n.smHash = snap.data.isEmpty ? 0 : decodeSnapshotHash(snap.data)
+        n.confState = snap.metadata.confState
         n.node = try! RawNode(config: config(n))
+        // Like etcd, an initial member that never persisted anything (no WAL yet)
+        // bootstraps again.
+        if !n.bootstrapPeers.isEmpty && (try! n.storage.lastIndex()) == 0 {
+            try! n.node!.bootstrap(peers: n.bootstrapPeers.map { RaftPeer(id: $0) })
+        }
         n.pending = nil
         n.lastSeenCommit = 0
         n.wasLeader = false
     }
 
+    /// The trace keeps the last events only, unless replaying.
+    var traceLimit = 400
+
     func log(_ s: @autoclosure () -> String) {
         trace.append("[\(step)] " + s())
-        if trace.count > 400 { trace.removeFirst(200) }
+        if trace.count > traceLimit { trace.removeFirst(traceLimit / 2) }
     }
 
     func fail(_ message: String) -> SimFailure {
@@ -190,7 +221,7 @@ final class Simulator {
     }
 
     enum Event: CaseIterable {
-        case deliver, tick, ready, persist, propose, read, compact, crash, restart, partition, heal, transfer
+        case deliver, tick, ready, persist, propose, read, compact, crash, restart, partition, heal, transfer, confChange
     }
 
     /// Relative frequencies of the chaotic events (0 when not possible now).
@@ -204,10 +235,11 @@ final class Simulator {
         case .read: return 20
         case .compact: return o.compaction ? 10 : 0
         case .crash: return o.crashes && nodes.filter(\.isUp).count > 1 ? 4 : 0
-        case .restart: return nodes.contains { !$0.isUp } ? 30 : 0
+        case .restart: return nodes.contains { !$0.isUp && !$0.removed } ? 30 : 0
         case .partition: return o.partitions && cut.isEmpty ? 4 : 0
-        case .heal: return cut.isEmpty ? 0 : 15
+        case .heal: return cut.isEmpty ? 0 : 5
         case .transfer: return o.transfers ? 5 : 0
+        case .confChange: return o.membership ? 10 : 0
         }
     }
 
@@ -258,7 +290,7 @@ final class Simulator {
             n.node = nil
             n.pending = nil
         case .restart:
-            let n = pick(nodes.filter { !$0.isUp })
+            let n = pick(nodes.filter { !$0.isUp && !$0.removed })
             log("RESTART \(n.id)")
             start(n)
         case .partition:
@@ -277,12 +309,37 @@ final class Simulator {
                 log("transferLeader \(l.id) -> \(to)")
                 l.node!.transferLeader(to: to)
             }
+        case .confChange:
+            if let l = up.first(where: { $0.node!.status.role == .leader }) { proposeConfChange(l) }
+        }
+    }
+
+    /// The leader proposes one membership change that keeps at least three voters.
+    func proposeConfChange(_ l: SimNode) {
+        let st = l.node!.status
+        let members = Set(st.voters + st.learners)
+        let spares = ids.filter { !members.contains($0) && !removedIDs.contains($0) }
+        var choices: [(Raftpb_ConfChangeType, UInt64)] = []
+        for x in spares { choices += [(.confChangeAddLearnerNode, x), (.confChangeAddNode, x)] }
+        for x in st.learners { choices += [(.confChangeAddNode, x), (.confChangeRemoveNode, x)] }
+        if st.voters.count > 3 { for x in st.voters { choices.append((.confChangeRemoveNode, x)) } }
+        guard !choices.isEmpty else { return }
+        let (type, x) = pick(choices)
+        var cc = Raftpb_ConfChange()
+        cc.type = type
+        cc.nodeID = x
+        do {
+            try l.node!.proposeConfChange(cc)
+            log("proposeConfChange \(l.id) \(type) \(x)")
+        } catch {
+            log("proposeConfChange \(l.id) \(type) \(x): \(error)")
         }
     }
 
     func send(_ ms: [Raftpb_Message], lossy: Bool) {
         let faulty = lossy && !quiet
-        for m in ms {
+        for var m in ms {
+            if m.type == .msgSnap { m.snapshot = mergedSnapshot(m.from) }
             if faulty && rng.below(100) < o.lossPercent {
                 snapshotDropped(m)
                 continue
@@ -300,8 +357,23 @@ final class Simulator {
         sender.reportSnapshot(m.to, success: false)
     }
 
+    /// etcd does not send Raft's stored snapshot as is: it sends the state machine as of
+    /// its applied index, with that index's term and configuration (etcdserver's
+    /// createMergedSnapshotMessage). Raft's snapshot only says that one is needed.
+    func mergedSnapshot(_ from: UInt64) -> Raftpb_Snapshot {
+        let n = nodes.first { $0.id == from }!
+        var snap = Raftpb_Snapshot()
+        snap.metadata.index = n.smIndex
+        snap.metadata.term = n.node!.core.log.term(n.smIndex)!
+        snap.metadata.confState = n.confState
+        snap.data = encodeSnapshotHash(n.smHash)
+        return snap
+    }
+
     func deliver(_ m: Raftpb_Message) {
-        guard let n = nodes.first(where: { $0.id == m.to }), let node = n.node, !cut.contains([m.from, m.to]) else {
+        // The transport refuses messages from and to removed members.
+        guard let n = nodes.first(where: { $0.id == m.to }), let node = n.node, !cut.contains([m.from, m.to]),
+              !removedIDs.contains(m.from), !removedIDs.contains(m.to) else {
             snapshotDropped(m)
             return
         }
@@ -340,6 +412,7 @@ final class Simulator {
             try! n.storage.applySnapshot(snap)
             n.smIndex = snap.metadata.index
             n.smHash = decodeSnapshotHash(snap.data)
+            n.confState = snap.metadata.confState
             try checkApplied(n, index: n.smIndex, hash: n.smHash, what: "snapshot")
             stats.snapshotsInstalled += 1
         }
@@ -360,6 +433,13 @@ final class Simulator {
             n.smIndex = e.index
             try checkApplied(n, index: e.index, hash: n.smHash, what: "entry \(e.term)/\(e.index)")
             stats.applied = max(stats.applied, e.index)
+            if e.type == .entryConfChange {
+                let cc = try Raftpb_ConfChange(serializedBytes: e.data)
+                n.confState = node.applyConfChange(cc)
+                log("apply conf change on \(n.id): \(cc.type) \(cc.nodeID) -> voters \(n.confState.voters) learners \(n.confState.learners)")
+                if cc.type == .confChangeRemoveNode && cc.nodeID != raftNone { removedIDs.insert(cc.nodeID) }
+                stats.confChanges += 1
+            }
         }
         for rs in rd.readStates {
             guard let issued = readIssuedAt[rs.requestContext] else { throw fail("unknown read state") }
@@ -372,6 +452,14 @@ final class Simulator {
         }
         node.advance(rd)
         n.pending = nil
+        if removedIDs.contains(n.id) && n.confState.voters.contains(n.id) == false && n.confState.learners.contains(n.id) == false
+            && !n.confState.voters.isEmpty {
+            // It applied its own removal: stop for good.
+            log("STOP \(n.id) (removed)")
+            n.node = nil
+            n.pending = nil
+            n.removed = true
+        }
     }
 
     func checkApplied(_ n: SimNode, index: UInt64, hash: UInt64, what: String) throws {
@@ -387,7 +475,7 @@ final class Simulator {
         let snapIndex = s.currentSnapshot.metadata.index
         guard n.smIndex > snapIndex + 2 else { return }
         let at = n.smIndex
-        try! s.createSnapshot(at, confState: n.node!.core.trk.confState, data: encodeSnapshotHash(n.smHash))
+        try! s.createSnapshot(at, confState: n.confState, data: encodeSnapshotHash(n.smHash))
         let keep = UInt64(rng.below(3))
         if at - keep > snapIndex { try! s.compact(at - keep) }
         log("compact \(n.id) at \(at) keep \(keep)")
@@ -448,7 +536,9 @@ final class Simulator {
             let isLeader = core.role == .leader
             if isLeader && !n.wasLeader {
                 stats.elections += 1
-                for (i, t) in committedTerm where t <= core.term { try checkLeaderHas(n, index: i) }
+                for (i, t) in committedTerm.sorted(by: { $0.key < $1.key }) where t <= core.term {
+                    try checkLeaderHas(n, index: i)
+                }
             }
             n.wasLeader = isLeader
         }
@@ -465,7 +555,7 @@ final class Simulator {
         let log = n.node!.core.log
         guard let want = committed[i] else { return }
         if i < log.firstIndex { return }   // inside its snapshot (checked by state-machine hashes)
-        guard let e = try? log.slice(i, i + 1, maxSize: raftNoLimit).first, i <= log.lastIndex else {
+        guard i <= log.lastIndex, let e = try? log.slice(i, i + 1, maxSize: raftNoLimit).first else {
             throw fail("leader completeness: leader \(n.id) (term \(n.node!.core.term)) lacks committed entry \(i)")
         }
         if EntryID(e) != want {
@@ -481,17 +571,24 @@ final class Simulator {
         step = o.steps
         log("QUIET: heal, restart all, no loss")
         cut = []
-        for n in nodes where !n.isUp { start(n) }
+        for n in nodes where removedIDs.contains(n.id) {
+            n.node = nil
+            n.pending = nil
+            n.removed = true
+        }
+        for n in nodes where !n.isUp && !n.removed { start(n) }
         var leader: SimNode?
         var round = 0
         while round < o.livenessRounds {
             round += 1
             try quietRound()
             let ups = nodes.compactMap { $0.node?.status }
-            if let l = ups.first(where: { $0.role == .leader }),
-               ups.allSatisfy({ $0.lead == l.id && $0.term == l.term }) {
-                leader = nodes.first { $0.id == l.id }
-                break
+            if let l = ups.first(where: { $0.role == .leader }) {
+                let members = Set(l.voters + l.learners)
+                if ups.filter({ members.contains($0.id) }).allSatisfy({ $0.lead == l.id && $0.term == l.term }) {
+                    leader = nodes.first { $0.id == l.id }
+                    break
+                }
             }
         }
         guard let leader else { throw fail("liveness: no leader after \(round) quiet rounds") }
@@ -501,12 +598,18 @@ final class Simulator {
         log("final proposal on \(leader.id)")
         let target = leader.node!.core.log.lastIndex
         let startRound = round
+        // Every member (of the leader's configuration once it applied the final entry).
+        func members() -> [SimNode] {
+            let st = leader.node?.status
+            let ms = Set((st?.voters ?? []) + (st?.learners ?? []))
+            return nodes.filter { ms.contains($0.id) && !$0.removed }
+        }
         while round < startRound + o.livenessRounds {
             round += 1
             try quietRound()
-            if nodes.allSatisfy({ $0.smIndex >= target }) { break }
+            if members().allSatisfy({ $0.smIndex >= target }) { break }
         }
-        if !nodes.allSatisfy({ $0.smIndex >= target }) {
+        if leader.node == nil || !members().allSatisfy({ $0.smIndex >= target }) {
             throw fail("liveness: proposal at \(target) not applied everywhere after \(round - startRound) rounds: \(nodes.map { "\($0.id):\($0.smIndex)" })")
         }
         stats.quietRounds = round
@@ -514,12 +617,12 @@ final class Simulator {
 
     /// One tick of every node, then Readys and messages until nothing moves.
     func quietRound() throws {
-        for n in nodes { n.node!.tick() }
+        for n in nodes { n.node?.tick() }
         for _ in 0..<1000 {
             var moved = false
             for n in nodes {
                 if n.pending != nil { try persist(n); moved = true }
-                if n.node!.hasReady {
+                if let node = n.node, node.hasReady {
                     takeReady(n)
                     try persist(n)
                     moved = true
@@ -550,6 +653,7 @@ struct SimStats {
     var compactions = 0
     var snapshotsInstalled = 0
     var quietRounds = 0
+    var confChanges = 0
 
     mutating func add(_ o: SimStats) {
         elections += o.elections
@@ -560,5 +664,6 @@ struct SimStats {
         compactions += o.compactions
         snapshotsInstalled += o.snapshotsInstalled
         quietRounds += o.quietRounds
+        confChanges += o.confChanges
     }
 }

@@ -54,14 +54,13 @@ enum SimCrashReporter {
 /// seeds with Scripts/raft-sim.sh.
 @Suite struct RaftSimulatorTests {
     static let batches = 20
-    static let seedsPerBatch = 25
 
-    func runSeeds(_ seeds: some Sequence<UInt64>, nodes: Int, slot: Int) -> SimStats {
+    func runSeeds(_ seeds: some Sequence<UInt64>, mode: SimOptions.Mode, slot: Int) -> SimStats {
         var total = SimStats()
         defer { SimCrashReporter.slots[slot] = 0 }
         for seed in seeds {
             SimCrashReporter.running(seed, slot: slot)
-            let sim = Simulator(SimOptions.forSeed(seed, nodes: nodes))
+            let sim = Simulator(SimOptions.forSeed(seed, mode: mode))
             do {
                 try sim.run()
                 total.add(sim.stats)
@@ -73,38 +72,50 @@ enum SimCrashReporter {
         return total
     }
 
-    /// 500 seeds of a 3-node cluster.
+    static func seeds(base: UInt64, batch: Int, perBatch: Int) -> Range<UInt64> {
+        let first = base + UInt64(batch * perBatch) + 1
+        return first..<(first + UInt64(perBatch))
+    }
+
+    /// 400 seeds of a 3-node cluster (seeds 1...400).
     @Test(arguments: 0..<batches)
     func threeNodes(batch: Int) {
-        let first = UInt64(batch * RaftSimulatorTests.seedsPerBatch) + 1
-        let stats = runSeeds(first..<(first + UInt64(RaftSimulatorTests.seedsPerBatch)), nodes: 3, slot: batch)
+        let stats = runSeeds(Self.seeds(base: 0, batch: batch, perBatch: 20), mode: .three, slot: batch)
         #expect(stats.elections > 0 && stats.applied > 0)
     }
 
-    /// 500 seeds of a 5-node cluster.
+    /// 400 seeds of a 5-node cluster (seeds 100001...100400).
     @Test(arguments: 0..<batches)
     func fiveNodes(batch: Int) {
-        let first = UInt64(100_000 + batch * RaftSimulatorTests.seedsPerBatch) + 1
-        let stats = runSeeds(first..<(first + UInt64(RaftSimulatorTests.seedsPerBatch)), nodes: 5, slot: 20 + batch)
+        let stats = runSeeds(Self.seeds(base: 100_000, batch: batch, perBatch: 20), mode: .five, slot: 20 + batch)
         #expect(stats.elections > 0 && stats.applied > 0)
+    }
+
+    /// 200 seeds of 5 nodes with membership changes (seeds 200001...200200).
+    @Test(arguments: 0..<batches)
+    func membershipChanges(batch: Int) {
+        let stats = runSeeds(Self.seeds(base: 200_000, batch: batch, perBatch: 10), mode: .membership, slot: 40 + batch)
+        #expect(stats.elections > 0 && stats.confChanges > 0)
     }
 
     /// The faults actually happen: over a batch, crashes, partitions, snapshots and reads occur.
     @Test func faultsAreExercised() {
-        let stats = runSeeds(1...25, nodes: 3, slot: 40)
+        let stats = runSeeds(1...20, mode: .three, slot: 60)
         #expect(stats.crashes > 0 && stats.partitions > 0 && stats.compactions > 0)
         #expect(stats.snapshotsInstalled > 0 && stats.reads > 0)
     }
 
-    /// Replays one seed (RAFT_SIM_SEED, optional RAFT_SIM_NODES and RAFT_SIM_STEPS),
-    /// printing its trace.
+    /// Replays one seed (RAFT_SIM_SEED; RAFT_SIM_MODE 0/1/2 = three/five/membership when
+    /// it came from the suite rather than the sweep; RAFT_SIM_STEPS), printing its trace.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["RAFT_SIM_SEED"] != nil))
     func replay() {
         let env = ProcessInfo.processInfo.environment
         let seed = UInt64(env["RAFT_SIM_SEED"]!)!
-        let nodes = env["RAFT_SIM_NODES"].flatMap { Int($0) }
+        let mode = env["RAFT_SIM_MODE"].flatMap { Int($0) }.flatMap { SimOptions.Mode(rawValue: $0) }
+            ?? Self.suiteMode(seed)
         let steps = env["RAFT_SIM_STEPS"].flatMap { Int($0) } ?? 1500
-        let sim = Simulator(SimOptions.forSeed(seed, nodes: nodes, steps: steps))
+        let sim = Simulator(SimOptions.forSeed(seed, mode: mode, steps: steps))
+        sim.traceLimit = .max
         do {
             try sim.run()
             print("seed \(seed) passed: \(sim.o) \(sim.stats)")
@@ -114,19 +125,31 @@ enum SimCrashReporter {
         }
     }
 
-    /// Many seeds: RAFT_SIM_FROM ..< RAFT_SIM_FROM + RAFT_SIM_COUNT (Scripts/raft-sim.sh).
+    /// The mode the suite uses for a seed (nil: the sweep's choice by seed).
+    static func suiteMode(_ seed: UInt64) -> SimOptions.Mode? {
+        switch seed {
+        case 1...400: return .three
+        case 100_001...100_400: return .five
+        case 200_001...200_200: return .membership
+        default: return nil
+        }
+    }
+
+    /// Many seeds: RAFT_SIM_FROM ..< RAFT_SIM_FROM + RAFT_SIM_COUNT, the mode chosen by
+    /// seed (Scripts/raft-sim.sh).
     @Test(.enabled(if: ProcessInfo.processInfo.environment["RAFT_SIM_COUNT"] != nil))
     func sweep() {
         let env = ProcessInfo.processInfo.environment
         let from = UInt64(env["RAFT_SIM_FROM"] ?? "1")!
         let count = UInt64(env["RAFT_SIM_COUNT"]!)!
         let steps = env["RAFT_SIM_STEPS"].flatMap { Int($0) } ?? 1500
+        let mode = env["RAFT_SIM_MODE"].flatMap { Int($0) }.flatMap { SimOptions.Mode(rawValue: $0) }
         var failures = 0
         var total = SimStats()
-        defer { SimCrashReporter.slots[42] = 0 }
+        defer { SimCrashReporter.slots[62] = 0 }
         for seed in from..<(from + count) {
-            SimCrashReporter.running(seed, slot: 42)
-            let sim = Simulator(SimOptions.forSeed(seed, steps: steps))
+            SimCrashReporter.running(seed, slot: 62)
+            let sim = Simulator(SimOptions.forSeed(seed, mode: mode, steps: steps))
             do {
                 try sim.run()
                 total.add(sim.stats)
