@@ -37,12 +37,12 @@ let package = Package(
         // The bbolt-format copy-on-write B+tree file: buckets, txns, cursors, freelist, defrag.
         .target(name: "Backend", dependencies: ["FileIO"]),
         // Revisions, key index, range/put/delete/txn, compaction.
-        .target(name: "MVCC", dependencies: ["EtcdProto"]),
+        .target(name: "MVCC", dependencies: ["EtcdProto", "Backend", "FileIO"]),
         // The member: submit/apply boundary, apply loop, IDs, cluster metadata.
         .target(
             name: "EtcdServer",
             dependencies: [
-                "EtcdProto", "MVCC", "Raft", "WAL", "FileIO",
+                "EtcdProto", "MVCC", "Raft", "WAL", "FileIO", "Backend",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -80,7 +80,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "EtcdProto"]),
+        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "EtcdProto", "Backend", "FileIO"]),
         .testTarget(name: "BackendTests", dependencies: ["Backend", "FileIO"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "EtcdProto"]),
         .testTarget(name: "WALTests", dependencies: ["WAL", "FileIO", "EtcdProto"]),

@@ -59,6 +59,7 @@ extension EtcdError {
         case .futureRevision: self = .futureRevision
         case .keyNotFound: self = .keyNotFound
         case .leaseNotFound: self = .leaseNotFound
+        case .storage(let message): self = EtcdError(.internal, "swetcd: \(message)")
         }
     }
 }

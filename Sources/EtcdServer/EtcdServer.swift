@@ -1,3 +1,4 @@
+import Backend
 import Dispatch
 import EtcdProto
 import FileIO
@@ -24,6 +25,15 @@ public struct ServerConfig: Sendable {
     public var preVote: Bool
     /// etcd's --unsafe-no-fsync: for one dedicated test only; logs loudly.
     public var unsafeNoFsync: Bool
+    /// etcd's --backend-batch-interval and --backend-batch-limit.
+    public var backendBatchInterval: Duration = .milliseconds(100)
+    public var backendBatchLimit: Int = 10_000
+    /// etcd's --snapshot-count, --max-snapshots, --max-wals.
+    public var snapshotCount: UInt64 = 100_000
+    public var maxSnapshots = 5
+    public var maxWALs = 5
+    /// WAL segment size (etcd: wal.SegmentSizeBytes, 64 MB; smaller only in tests).
+    public var walSegmentBytes: Int64 = 64_000_000
     /// All file I/O goes through this (a faulty one in crash tests).
     public var fileSystem: any FileSystem
     /// Called when the member cannot persist and stops (etcd panics): by default the
@@ -55,6 +65,8 @@ public struct ServerConfig: Sendable {
     }
 
     var effectiveWALDir: String { walDir ?? dataDir + "/member/wal" }
+    var snapDir: String { dataDir + "/member/snap" }
+    var backendPath: String { snapDir + "/db" }
 }
 
 /// The result of applying one committed request.
@@ -84,7 +96,9 @@ public struct ServerStatus: Sendable {
 /// raftpb.Entry) to Raft, persisted in the WAL, applied in log order to the MVCC store
 /// once committed, and the waiting handler is woken with its result — etcd's request path.
 /// Linearizable reads wait for a ReadIndex; serializable reads are served locally.
-/// On restart the member replays its WAL (no backend yet: the whole log is re-applied).
+/// The state machine lives in the backend (`member/snap/db`, etcd's bbolt schema), committed
+/// in batches; on restart the member re-applies only the WAL entries past the backend's
+/// consistent_index.
 public final class EtcdServer: Sendable {
     /// The version of etcd whose behaviour swetcd matches.
     public static let etcdVersion = "3.4.23"
@@ -99,11 +113,21 @@ public final class EtcdServer: Sendable {
     private let requestIDs: RequestIDGenerator
     private let driver: Mutex<RaftDriver?> = Mutex(nil)
     private let dataDirLock: Mutex<(any DirectoryLock)?> = Mutex(nil)
+    let backend: BatchedBackend
+    /// What the last start read: the snapshot it began from and the WAL entries after it.
+    public struct StartupReport: Sendable {
+        public var snapshotIndex: UInt64 = 0
+        public var walEntries = 0
+        /// The backend's consistent_index: entries up to it were not applied again.
+        public var consistentIndex: UInt64 = 0
+    }
+    public var startup: StartupReport { state.withLock { $0.startup } }
 
     private typealias Waiter = CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>
 
     private struct State: ~Copyable {
-        var kv = KVStore()
+        var kv: KVStore
+        var startup = StartupReport()
         var members: [Member] = []
         var clusterVersion: String?
         /// Active alarms in the order they were raised (etcd's alarm store).
@@ -125,12 +149,13 @@ public final class EtcdServer: Sendable {
         let fs = config.fileSystem
         let walDir = config.effectiveWALDir
         let storage = MemoryStorage()
-        var walOptions = WAL.Options(unsafeNoFsync: config.unsafeNoFsync)
+        var walOptions = WAL.Options(segmentBytes: config.walSegmentBytes, unsafeNoFsync: config.unsafeNoFsync)
         walOptions.log = { logger.info("\($0)", metadata: ["pkg": "wal"]) }
         let server: EtcdServer
         let node: RawNode
         let wal: WAL
         let dataDirLock: any DirectoryLock
+        var appliedIndex: UInt64 = 0
         do {
             // One process per data dir: the directory is flocked for the member's lifetime
             // (the WAL also locks its segments).
@@ -140,11 +165,32 @@ public final class EtcdServer: Sendable {
             } catch FileIOError.locked {
                 throw EtcdError(.failedPrecondition, "swetcd: data dir \(config.dataDir) is in use by another process")
             }
+            try fs.createDirectoriesDurably(config.snapDir)
+            let kv = try openBackend(config: config, logger: logger)
             if WAL.exists(dir: walDir, fs: fs) {
-                wal = try WAL.open(dir: walDir, at: Walpb_Snapshot(), fs: fs, options: walOptions)
+                // etcd: the newest readable snapshot, then the WAL from it on.
+                let snapshot = try SnapDirectory(dir: config.snapDir, fs: fs).loadNewest { path, error in
+                    logger.warning("failed to read a snapshot file \(path): \(error)", metadata: ["pkg": "snap"])
+                }
+                var walSnap = Walpb_Snapshot()
+                if let snapshot {
+                    walSnap.index = snapshot.metadata.index
+                    walSnap.term = snapshot.metadata.term
+                    logger.info("recovered store from snapshot at index \(snapshot.metadata.index)")
+                }
+                wal = try WAL.open(dir: walDir, at: walSnap, fs: fs, options: walOptions)
                 let contents = try wal.readAll()
                 let meta = try Etcdserverpb_Metadata(serializedBytes: contents.metadata)
-                server = EtcdServer(config: config, memberID: meta.nodeID, clusterID: meta.clusterID, logger: logger)
+                server = try EtcdServer(config: config, memberID: meta.nodeID, clusterID: meta.clusterID, kv: kv, logger: logger)
+                server.state.withLock {
+                    $0.startup = StartupReport(snapshotIndex: walSnap.index, walEntries: contents.entries.count,
+                                               consistentIndex: $0.kv.consistentIndex)
+                }
+                if let snapshot {
+                    try storage.applySnapshot(snapshot)
+                    appliedIndex = snapshot.metadata.index
+                    server.state.withLock { $0.applied = appliedIndex; $0.committed = appliedIndex }
+                }
                 storage.setHardState(contents.hardState)
                 storage.append(contents.entries)
                 server.milestone(
@@ -152,15 +198,14 @@ public final class EtcdServer: Sendable {
                     zap: "restarting local member",
                     ["cluster-id": .string(hex(meta.clusterID)), "local-member-id": .string(hex(meta.nodeID)),
                      "commit-index": .stringConvertible(contents.hardState.commit)])
-                node = try RawNode(config: server.raftConfig(storage: storage))
+                node = try RawNode(config: server.raftConfig(storage: storage, applied: appliedIndex))
             } else {
                 let members = config.initialCluster.members(clusterToken: config.clusterToken)
                 guard let me = members.first(where: { $0.name == config.name }) else {
                     throw EtcdError(.invalidArgument, "couldn't find local name \"\(config.name)\" in the initial cluster configuration")
                 }
                 let clusterID = MemberIDs.clusterID(memberIDs: members.map(\.id))
-                server = EtcdServer(config: config, memberID: me.id, clusterID: clusterID, logger: logger)
-                try fs.createDirectoriesDurably(config.dataDir + "/member/snap")
+                server = try EtcdServer(config: config, memberID: me.id, clusterID: clusterID, kv: kv, logger: logger)
                 try fs.createDirectoriesDurably((walDir as NSString).deletingLastPathComponent)
                 var meta = Etcdserverpb_Metadata()
                 meta.nodeID = me.id
@@ -168,7 +213,7 @@ public final class EtcdServer: Sendable {
                 wal = try WAL.create(dir: walDir, metadata: try meta.serializedBytes(), fs: fs, options: walOptions)
                 server.milestone("starting member \(hex(me.id)) in cluster \(hex(clusterID))", zap: "starting local member",
                                  ["local-member-id": .string(hex(me.id)), "cluster-id": .string(hex(clusterID))])
-                node = try RawNode(config: server.raftConfig(storage: storage))
+                node = try RawNode(config: server.raftConfig(storage: storage, applied: 0))
                 try node.bootstrap(peers: members.map { RaftPeer(id: $0.id, context: MemberContext(member: $0).json) })
             }
         } catch let error as EtcdError {
@@ -180,7 +225,12 @@ public final class EtcdServer: Sendable {
             logger.warning("--unsafe-no-fsync is set: the WAL is not synced and acknowledged writes can be lost in a power failure")
         }
         server.dataDirLock.withLock { $0 = dataDirLock }
-        let driver = RaftDriver(node: node, storage: storage, wal: wal, applied: 0, callbacks: server.driverCallbacks())
+        server.backend.startTimer()
+        let policy = RaftDriver.SnapshotPolicy(
+            snapDir: SnapDirectory(dir: config.snapDir, fs: fs), count: config.snapshotCount == 0 ? 100_000 : config.snapshotCount,
+            maxSnapshots: config.maxSnapshots, maxWALs: config.maxWALs)
+        let driver = RaftDriver(node: node, storage: storage, wal: wal, applied: appliedIndex, policy: policy,
+                                callbacks: server.driverCallbacks())
         server.driver.withLock { $0 = driver }
         let electionTicks = max(1, config.electionMs / max(1, config.heartbeatMs))
         let singleVoter = node.status.voters.count <= 1
@@ -193,20 +243,41 @@ public final class EtcdServer: Sendable {
         return server
     }
 
-    private init(config: ServerConfig, memberID: UInt64, clusterID: UInt64, logger: Logger) {
+    private init(config: ServerConfig, memberID: UInt64, clusterID: UInt64, kv: sending KVStore, logger: Logger) throws {
         self.config = config
         self.logger = logger
         self.memberID = memberID
         self.clusterID = clusterID
         self.requestIDs = RequestIDGenerator(memberID: memberID)
-        self.state = Mutex(State())
+        self.backend = kv.backend
+        let persisted = try ServerBackend.load(kv.backend)
+        self.state = Mutex(State(kv: kv, members: persisted.members, clusterVersion: persisted.clusterVersion,
+                                 alarms: persisted.alarms))
     }
 
-    private func raftConfig(storage: MemoryStorage) -> RaftConfig {
+    /// Opens (or creates) `member/snap/db` with etcd's options and etcd's buckets, and the
+    /// MVCC store on it (its index rebuilt from the `key` bucket).
+    private static func openBackend(config: ServerConfig, logger: Logger) throws -> sending KVStore {
+        var options = BoltOptions.etcd
+        options.noSync = config.unsafeNoFsync
+        let db = try BoltDB.open(path: config.backendPath, fileSystem: config.fileSystem, options: options)
+        var bo = BatchedBackend.Options()
+        bo.batchInterval = config.backendBatchInterval
+        bo.batchLimit = config.backendBatchLimit
+        let backend = BatchedBackend(db: db, options: bo, onFailure: { message in
+            logger.critical("\(message)")
+            config.onFatal(message)
+        })
+        try ServerBackend.createBuckets(backend)
+        return try KVStore(backend: backend)
+    }
+
+    private func raftConfig(storage: MemoryStorage, applied: UInt64) -> RaftConfig {
         var c = RaftConfig(
             id: memberID, electionTick: max(1, config.electionMs / max(1, config.heartbeatMs)), heartbeatTick: 1,
             storage: storage, randomSeed: memberID ^ UInt64(UInt32(truncatingIfNeeded: Date().timeIntervalSince1970.bitPattern)))
         c.preVote = config.preVote
+        c.applied = applied
         c.maxInflightMsgs = 512
         c.checkQuorum = true
         return c
@@ -221,6 +292,12 @@ public final class EtcdServer: Sendable {
             return Array(s.waiters.values)
         }
         for w in waiters { w.resume(returning: .failure(.stopped)) }
+        do {
+            try backend.stop()
+            try backend.db.close()
+        } catch {
+            logger.error("cannot close the backend: \(error)")
+        }
         let lock = dataDirLock.withLock { l -> (any DirectoryLock)? in defer { l = nil }; return l }
         try? lock?.unlock()
     }
@@ -290,6 +367,17 @@ public final class EtcdServer: Sendable {
                     return (w, s.leader == 0 ? EtcdError.noLeader : EtcdError.stopped)
                 }
                 if let (w, e) = w { w.resume(returning: .failure(e)) }
+            },
+            snapshotData: { [unowned self] index in
+                // Everything applied so far must be in the backend before the WAL before
+                // `index` may go (etcd: KV().Commit() in snapshot()).
+                return try state.withLock { s throws in
+                    try s.kv.commit()
+                    return V2Store.json(members: s.members, clusterVersion: s.clusterVersion, index: index)
+                }
+            },
+            snapshotTaken: { [unowned self] index, term in
+                logger.info("saved snapshot at index \(index) (term \(term))", metadata: ["pkg": "etcdserver"])
             })
     }
 
@@ -301,25 +389,31 @@ public final class EtcdServer: Sendable {
         }
         for cc in confChanges.compactMap({ $0 }) { _ = node.applyConfChange(cc) }
         var woken: [(Waiter, Result<AppliedResponse, EtcdError>)] = []
-        state.withLock { s in
+        // The entries' changes and their consistent_index reach the backend file together.
+        backend.atomically { state.withLock { s in
             for (entry, cc) in zip(entries, confChanges) {
                 s.applied = entry.index
                 s.committed = max(s.committed, entry.index)
+                // The backend already holds what entries up to consistent_index did
+                // (a restart replays the WAL from before the last backend commit).
+                let inBackend = entry.index <= s.kv.consistentIndex
+                if !inBackend { s.kv.setConsistentIndex(entry.index) }
                 switch entry.type {
                 case .entryConfChange:
-                    if let cc { applyConfChange(cc, &s) }
+                    if let cc { applyConfChange(cc, &s, persist: !inBackend) }
                 case .entryNormal:
-                    guard let (id, result) = applyNormal(entry, &s) else { continue }
+                    if inBackend { continue }
+                    guard let (id, result) = applyNormal(entry, &s) else { break }
                     if let waiter = s.waiters.removeValue(forKey: id) { woken.append((waiter, result)) }
                 default:
-                    continue
+                    break
                 }
             }
-        }
+        } }
         for (w, r) in woken { w.resume(returning: r) }
     }
 
-    private func applyConfChange(_ cc: Raftpb_ConfChange, _ s: inout State) {
+    private func applyConfChange(_ cc: Raftpb_ConfChange, _ s: inout State, persist: Bool) {
         switch cc.type {
         case .confChangeAddNode, .confChangeAddLearnerNode:
             let ctx = MemberContext(json: cc.context)
@@ -329,12 +423,14 @@ public final class EtcdServer: Sendable {
                 s.members.append(m)
                 s.members.sort { $0.id < $1.id }
             }
+            if persist, let saved = s.members.first(where: { $0.id == m.id }) { ServerBackend.saveMember(saved, backend) }
             milestone("added member \(hex(m.id)) [\(m.peerURLs.joined(separator: " "))] to cluster \(hex(clusterID))",
                       zap: "added member", pkg: "etcdserver/membership",
                       ["cluster-id": .string(hex(clusterID)), "local-member-id": .string(hex(memberID)), "added-peer-id": .string(hex(m.id)),
                        "added-peer-peer-urls": .array(m.peerURLs.map { .string($0) })])
         case .confChangeRemoveNode:
             s.members.removeAll { $0.id == cc.nodeID }
+            if persist { ServerBackend.removeMember(cc.nodeID, backend) }
         default:
             break
         }
@@ -359,6 +455,7 @@ public final class EtcdServer: Sendable {
                 result = .success(.compaction(try s.kv.compact(request.compaction)))
             } else if request.hasAlarm {
                 result = .success(.alarm(applyAlarm(request.alarm, &s.alarms)))
+                ServerBackend.saveAlarm(request.alarm, backend)
             } else if request.hasV2 {
                 result = .success(applyV2(request.v2, &s))
             } else {
@@ -449,6 +546,7 @@ public final class EtcdServer: Sendable {
         let parts = r.path.split(separator: "/")
         if r.path == "/0/version" {
             s.clusterVersion = r.val
+            ServerBackend.saveClusterVersion(r.val, backend)
             let version = majorMinor(r.val)
             milestone("set the initial cluster version to \(version)", level: .notice, zap: "set initial cluster version",
                       pkg: "etcdserver/membership",
@@ -461,6 +559,7 @@ public final class EtcdServer: Sendable {
                   let i = s.members.firstIndex(where: { $0.id == id }) {
             s.members[i].name = attrs.name
             s.members[i].clientURLs = attrs.clientURLs
+            ServerBackend.saveMember(s.members[i], backend)
         }
         return .none
     }
@@ -501,7 +600,7 @@ public final class EtcdServer: Sendable {
         state.withLock { s in
             ServerStatus(
                 leader: s.leader, raftIndex: s.committed, raftAppliedIndex: s.applied,
-                raftTerm: s.term, dbSize: s.kv.estimatedDBSize, dbSizeInUse: s.kv.estimatedDBSize,
+                raftTerm: s.term, dbSize: backend.db.size, dbSizeInUse: backend.db.sizeInUse,
                 isLearner: false, alarms: s.alarms)
         }
     }

@@ -124,9 +124,10 @@ struct MemberContext: Equatable {
         return Data((out + "}").utf8)
     }
 
-    private static func list(_ xs: [String]) -> String { "[" + xs.map(quote).joined(separator: ",") + "]" }
+    /// JSON helpers shared by the member and v2 store encoders.
+    static func list(_ xs: [String]) -> String { "[" + xs.map(quote).joined(separator: ",") + "]" }
 
-    private static func quote(_ s: String) -> String {
+    static func quote(_ s: String) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
         return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
     }

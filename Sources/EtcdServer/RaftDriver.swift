@@ -21,6 +21,23 @@ final class RaftDriver: @unchecked Sendable {
         var failed: (_ message: String) -> Void
         /// A proposal Raft refused (no leader, ...): wake its waiter with this error.
         var dropped: (_ requestID: UInt64) -> Void
+        /// The state to put in a snapshot at the applied index, once everything applied is
+        /// committed to the backend (etcd: the v2 store clone and KV().Commit()).
+        var snapshotData: (_ appliedIndex: UInt64) throws -> Data
+        /// A snapshot was taken (for logs).
+        var snapshotTaken: (_ index: UInt64, _ term: UInt64) -> Void
+    }
+
+    /// When to snapshot and what to keep (etcd's --snapshot-count, --max-snapshots,
+    /// --max-wals).
+    struct SnapshotPolicy {
+        var snapDir: SnapDirectory
+        var count: UInt64 = 100_000
+        var maxSnapshots = 5
+        var maxWALs = 5
+        /// etcd's SnapshotCatchUpEntries: entries kept in memory behind a snapshot for
+        /// followers that lag a little.
+        var catchUpEntries: UInt64 = 5000
     }
 
     private let queue = DispatchQueue(label: "swetcd.raft")
@@ -28,6 +45,9 @@ final class RaftDriver: @unchecked Sendable {
     private let storage: MemoryStorage
     private let wal: WAL
     private let callbacks: Callbacks
+    private let policy: SnapshotPolicy
+    /// The index of the last snapshot (etcd: snapshotIndex).
+    private(set) var snapshotIndex: UInt64
     private var timer: DispatchSourceTimer?
     private var drainScheduled = false
     private var stopped = false
@@ -38,11 +58,13 @@ final class RaftDriver: @unchecked Sendable {
     private var applied: UInt64 = 0
     private var readsWaitingForApply: [(index: UInt64, done: @Sendable (Result<UInt64, EtcdError>) -> Void)] = []
 
-    init(node: RawNode, storage: MemoryStorage, wal: WAL, applied: UInt64, callbacks: Callbacks) {
+    init(node: RawNode, storage: MemoryStorage, wal: WAL, applied: UInt64, policy: SnapshotPolicy, callbacks: Callbacks) {
         self.node = node
         self.storage = storage
         self.wal = wal
         self.applied = applied
+        self.snapshotIndex = applied
+        self.policy = policy
         self.callbacks = callbacks
     }
 
@@ -148,6 +170,53 @@ final class RaftDriver: @unchecked Sendable {
             }
             node.advance(rd)
             releaseReads()
+            if applied > snapshotIndex && applied - snapshotIndex > policy.count {
+                takeSnapshot()
+            }
+        }
+    }
+
+    /// etcd's triggerSnapshot: the state at the applied index goes to a .snap file and the
+    /// WAL (snapshot record), the WAL segments before it are released, the in-memory log is
+    /// compacted, and old .snap and .wal files beyond the limits are removed.
+    private func takeSnapshot() {
+        let index = applied
+        do {
+            let data = try callbacks.snapshotData(index)
+            let st = node.status
+            var cs = Raftpb_ConfState()
+            cs.voters = st.voters
+            cs.learners = st.learners
+            let snap = try storage.createSnapshot(index, confState: cs, data: data)
+            var ws = Walpb_Snapshot()
+            ws.index = index
+            ws.term = snap.metadata.term
+            try wal.waitBlocking(for: wal.submitSnapshot(ws))
+            try policy.snapDir.save(snap)
+            wal.releaseLockTo(index)
+            if index > policy.catchUpEntries {
+                try? storage.compact(index - policy.catchUpEntries)
+            }
+            snapshotIndex = index
+            callbacks.snapshotTaken(index, snap.metadata.term)
+        } catch {
+            failStop("swetcd: cannot save the snapshot at index \(index): \(error)")
+            return
+        }
+        policy.snapDir.purge(keep: policy.maxSnapshots)
+        purgeWAL()
+    }
+
+    /// etcd's PurgeFile on the WAL dir: the oldest segments go while more than --max-wals
+    /// remain, stopping at the first one the WAL still holds (locked).
+    private func purgeWAL() {
+        guard policy.maxWALs > 0,
+              var names = try? wal.fs.contentsOfDirectory(wal.dir).filter({ $0.hasSuffix(".wal") }).sorted()
+        else { return }
+        let locked = Set(wal.lockedSegmentNames)
+        while names.count > policy.maxWALs, !locked.contains(names[0]) {
+            try? wal.fs.remove(wal.dir + "/" + names[0])
+            names.removeFirst()
         }
     }
 

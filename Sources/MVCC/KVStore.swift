@@ -1,5 +1,7 @@
-import Foundation
+import Backend
 import EtcdProto
+import FileIO
+import Foundation
 
 /// The errors etcd's applier returns for KV requests. The gRPC layer maps them to
 /// etcd's status codes and messages.
@@ -12,10 +14,13 @@ public enum MVCCError: Error, Equatable, Sendable {
     case keyNotFound
     /// Put with a lease that does not exist: "etcdserver: requested lease not found".
     case leaseNotFound
+    /// The backend cannot be read (an I/O error or a damaged file).
+    case storage(String)
 }
 
 /// etcd's MVCC key-value store with its v3 applier on top (etcd: mvcc/kvstore*.go and
-/// the KV half of etcdserver/apply.go), held in memory.
+/// the KV half of etcdserver/apply.go): the key index in memory, every revision in the
+/// backend's `key` bucket (etcd's schema, see `Schema`), rebuilt from it at start.
 ///
 /// - Every write call (put, delete that deletes something, txn with at least one
 ///   change) commits exactly one new main revision; its changes get sub revisions
@@ -26,8 +31,15 @@ public enum MVCCError: Error, Equatable, Sendable {
 public final class KVStore {
     /// The key index (etcd: treeIndex).
     var index = TreeIndex()
-    /// Every retained change by revision (etcd: the backend's `key` bucket).
-    var log = RevisionLog()
+    /// Every retained change by revision: the backend's `key` bucket.
+    let log: RevisionLog
+    /// The backend the store writes to (batched; see `BatchedBackend`).
+    public let backend: BatchedBackend
+    /// The index of the last Raft entry whose effects are in the backend (etcd's
+    /// consistent_index in `meta`); 0 for a new store.
+    public internal(set) var consistentIndex: UInt64 = 0
+    /// The entry being applied (see `setConsistentIndex`).
+    var appliedIndex: UInt64 = 0
     /// etcd: store.currentRev.
     var currentRev: Int64 = 1
     /// etcd: store.compactMainRev; -1 until the first compaction, as in etcd (so a
@@ -43,7 +55,46 @@ public final class KVStore {
     /// mod_revision, as etcd sends them). Empty if that call changed nothing or failed.
     public private(set) var lastWriteEvents: [Mvccpb_Event] = []
 
-    public init() {}
+    /// A store on `backend`: creates etcd's `key` and `meta` buckets if missing, then
+    /// rebuilds the key index from the `key` bucket and the revisions from `meta`
+    /// (etcd: store.restore), resuming a compaction that was scheduled but not finished.
+    public init(backend: BatchedBackend) throws(MVCCError) {
+        self.backend = backend
+        self.log = RevisionLog(backend: backend)
+        backend.createBucket(Schema.key)
+        backend.createBucket(Schema.meta)
+        try restore()
+    }
+
+    /// A store on a new in-memory backend (tests).
+    public convenience init() {
+        do {
+            try self.init(backend: BatchedBackend.inMemory())
+        } catch {
+            preconditionFailure("in-memory store: \(error)")
+        }
+    }
+
+    /// Tells the store which Raft entry is being applied. Like etcd, the store records it as
+    /// consistent_index (in the same batch as the changes) when a write changes the key space,
+    /// and on `commit()`; entries without changes may therefore be applied again after a
+    /// crash, which leaves the state as it was (etcd: store.saveIndex).
+    public func setConsistentIndex(_ index: UInt64) {
+        appliedIndex = index
+    }
+
+    /// Commits everything so far to the backend, consistent_index included, and waits
+    /// (etcd: store.Commit before a snapshot).
+    public func commit() throws {
+        saveIndex()
+        try backend.commit()
+    }
+
+    func saveIndex() {
+        guard appliedIndex > consistentIndex else { return }
+        consistentIndex = appliedIndex
+        backend.put(Schema.meta, Schema.consistentIndexKey, Schema.uint64BE(appliedIndex))
+    }
 
     /// The revision of the last committed change; 1 for a fresh store.
     public var currentRevision: Int64 { currentRev }
@@ -55,11 +106,12 @@ public final class KVStore {
     /// HashKV's compact_revision on a never-compacted store).
     public var compactMainRevision: Int64 { compactMainRev }
 
+    /// Number of retained revisions (puts and tombstones) in the `key` bucket (a full scan).
+    public var retainedRevisionCount: Int { log.entries.count }
+
     /// Number of keys in the index (live or with retained history).
     public var indexedKeyCount: Int { index.count }
 
-    /// Number of retained revisions (puts and tombstones) in the store.
-    public var retainedRevisionCount: Int { log.count }
 
     // MARK: Public KV API
 
@@ -128,8 +180,8 @@ public final class KVStore {
     /// be refused with "compacted" when its start revision < compactedRevision, as
     /// etcd's watchable store does; starting exactly at compactedRevision is allowed
     /// and gets the kept puts at that revision, as from etcd.
-    public func events(since revision: Int64) -> [Mvccpb_Event] {
-        log.events(since: revision)
+    public func events(since revision: Int64) throws(MVCCError) -> [Mvccpb_Event] {
+        try log.events(since: revision)
     }
 
     // MARK: Write transaction plumbing (etcd: storeTxnWrite)
@@ -156,6 +208,7 @@ public final class KVStore {
         precondition(view.isWrite && view.beginRev == currentRev, "write txn ended out of order")
         if !view.changes.isEmpty {
             currentRev += 1
+            saveIndex()
         }
         lastWriteEvents = view.changes
     }
@@ -224,24 +277,17 @@ public final class KVStore {
         let pairs = index.range(key, end, atRev: rev)
         var n = pairs.count
         if limit > 0 && limit < Int64(n) { n = Int(limit) }
-        var kvs: [Mvccpb_KeyValue] = []
-        kvs.reserveCapacity(n)
-        for p in pairs[0..<n] {
-            guard let kv = log.kv(at: p.rev) else {
-                preconditionFailure("range cannot find revision \(p.rev)")
-            }
-            kvs.append(kv)
-        }
+        let kvs = try log.kvs(at: pairs[0..<n].map(\.rev))
         return RangeResult(kvs: kvs, count: pairs.count, rev: curRev)
     }
 
-    /// All live KVs in [key, end) at `atRev` (a Range with default options).
+    /// All live KVs in [key, end) at `atRev` (a Range with default options). Used while
+    /// applying a write, where a backend that cannot be read is fatal (etcd panics too).
     func liveKVs(_ key: Data, _ end: RangeEnd, atRev: Int64) -> [Mvccpb_KeyValue] {
-        index.range(key, end, atRev: atRev).map { p in
-            guard let kv = log.kv(at: p.rev) else {
-                preconditionFailure("range cannot find revision \(p.rev)")
-            }
-            return kv
+        do {
+            return try log.kvs(at: index.range(key, end, atRev: atRev).map(\.rev))
+        } catch {
+            preconditionFailure("swetcd: cannot read the backend while applying: \(error)")
         }
     }
 

@@ -47,6 +47,14 @@ final class KeyIndex {
         modified = rev
     }
 
+    /// Starts the index of a key restored from the backend: one generation created at
+    /// `created`, holding `modified` as its latest revision, at `version`. etcd: keyIndex.restore.
+    func restore(created: Revision, modified: Revision, version: Int64) {
+        precondition(generations.isEmpty, "restore of a keyIndex in use")
+        self.modified = modified
+        generations = [Generation(ver: version, created: created, revs: [modified])]
+    }
+
     /// Records a deletion: the tombstone closes the live generation. Returns false
     /// (etcd: ErrRevisionNotFound) if the key is not live.
     @discardableResult

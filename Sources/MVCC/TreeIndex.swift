@@ -50,6 +50,19 @@ struct TreeIndex {
         }
         let ki = KeyIndex(key: key)
         ki.put(rev)
+        insert(ki)
+    }
+
+    /// Inserts a key restored from the backend (etcd: keyIndex.restore + treeIndex.Insert).
+    mutating func restore(_ key: Data, created: Revision, modified: Revision, version: Int64) {
+        precondition(keyIndex(key) == nil, "restore of a key already indexed")
+        let ki = KeyIndex(key: key)
+        ki.restore(created: created, modified: modified, version: version)
+        insert(ki)
+    }
+
+    private mutating func insert(_ ki: KeyIndex) {
+        let key = ki.key
         count += 1
         if chunks.isEmpty {
             chunks.append([ki])

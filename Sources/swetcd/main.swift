@@ -73,17 +73,23 @@ do {
     exit(1)
 }
 
+var serverConfig = ServerConfig(
+    name: config.name, clusterToken: config.initialClusterToken,
+    initialCluster: initialCluster,
+    advertiseClientURLs: config.advertiseClientURLs.map(\.description),
+    maxRequestBytes: Int(config.maxRequestBytes), maxTxnOps: Int(config.maxTxnOps),
+    dataDir: config.dataDir, walDir: config.walDir.isEmpty ? nil : config.walDir,
+    heartbeatMs: Int(config.heartbeatIntervalMs), electionMs: Int(config.electionTimeoutMs),
+    preVote: config.preVote, unsafeNoFsync: config.unsafeNoFsync)
+if config.backendBatchInterval > .zero { serverConfig.backendBatchInterval = config.backendBatchInterval }
+if config.backendBatchLimit > 0 { serverConfig.backendBatchLimit = config.backendBatchLimit }
+serverConfig.snapshotCount = config.snapshotCount
+serverConfig.maxSnapshots = Int(config.maxSnapshots)
+serverConfig.maxWALs = Int(config.maxWALs)
 let server: EtcdServer
 do {
     server = try await EtcdServer.start(
-        config: ServerConfig(
-            name: config.name, clusterToken: config.initialClusterToken,
-            initialCluster: initialCluster,
-            advertiseClientURLs: config.advertiseClientURLs.map(\.description),
-            maxRequestBytes: Int(config.maxRequestBytes), maxTxnOps: Int(config.maxTxnOps),
-            dataDir: config.dataDir, walDir: config.walDir.isEmpty ? nil : config.walDir,
-            heartbeatMs: Int(config.heartbeatIntervalMs), electionMs: Int(config.electionTimeoutMs),
-            preVote: config.preVote, unsafeNoFsync: config.unsafeNoFsync),
+        config: serverConfig,
         logger: Logger(label: "etcdserver"))
 } catch {
     mainLog.critical("\(error.message)")

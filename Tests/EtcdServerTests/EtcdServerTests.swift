@@ -40,14 +40,23 @@ final class Acknowledged: @unchecked Sendable {
 }
 
 @Suite struct RequestPathTests {
+    /// Seeds 1...200, or 1...N with SWETCD_POWER_LOSS_SEEDS=N for a longer run.
+    static let powerLossSeeds: [UInt64] = {
+        let n = ProcessInfo.processInfo.environment["SWETCD_POWER_LOSS_SEEDS"].flatMap { UInt64($0) } ?? 200
+        return Array(1...max(n, 1))
+    }()
+
     func makeServer(
-        maxRequestBytes: Int = 1_572_864, fs: FaultyFileSystem = FaultyFileSystem(seed: 1), unsafeNoFsync: Bool = false
+        maxRequestBytes: Int = 1_572_864, fs: FaultyFileSystem = FaultyFileSystem(seed: 1), unsafeNoFsync: Bool = false,
+        configure: (inout ServerConfig) -> Void = { _ in }
     ) async throws -> EtcdServer {
-        try await EtcdServer.start(config: ServerConfig(
+        var config = ServerConfig(
             initialCluster: InitialCluster(peerURLsByName: ["default": ["http://localhost:2380"]]),
             advertiseClientURLs: ["http://localhost:2379"], maxRequestBytes: maxRequestBytes,
             dataDir: "/data", heartbeatMs: 10, electionMs: 100, unsafeNoFsync: unsafeNoFsync,
-            fileSystem: fs, onFatal: { _ in }))
+            fileSystem: fs, onFatal: { _ in })
+        configure(&config)
+        return try await EtcdServer.start(config: config)
     }
 
     /// A second member on the same data dir is refused while the first runs.
@@ -210,10 +219,20 @@ final class Acknowledged: @unchecked Sendable {
 
     /// A power cut at a random moment while proposers write: after reboot every write that
     /// was acknowledged is there, and what is there is a prefix of the order of revisions.
-    @Test(arguments: 1...200)
+    /// Seeds vary the backend batch limit (commits every 1–13 operations, or by the timer)
+    /// and the snapshot count (WAL released behind snapshots every 5–41 entries, or never).
+    @Test(arguments: RequestPathTests.powerLossSeeds)
     func powerLossKeepsEveryAcknowledgedWrite(seed: UInt64) async throws {
         let fs = FaultyFileSystem(seed: seed)
-        let s = try await makeServer(fs: fs)
+        let configure: (inout ServerConfig) -> Void = { c in
+            if seed % 4 != 0 { c.backendBatchLimit = Int(seed % 13) + 1 }
+            c.backendBatchInterval = .milliseconds(Int(seed % 3) * 10 + 5)
+            if seed % 5 != 0 { c.snapshotCount = seed % 37 + 5 }
+            c.walSegmentBytes = 8192
+            c.maxWALs = 2
+            c.maxSnapshots = 2
+        }
+        let s = try await makeServer(fs: fs, configure: configure)
         let acked = Acknowledged()
         await withTaskGroup(of: Void.self) { group in
             for w in 0..<4 {
@@ -229,14 +248,14 @@ final class Acknowledged: @unchecked Sendable {
             }
             group.addTask {
                 // Cut the power after a seed-dependent number of acknowledged writes.
-                let target = Int(seed % 7) * 5 + 3
+                let target = Int(seed % 11) * 9 + 3
                 while acked.count < target { await Task.yield() }
                 fs.crash()
             }
         }
         s.stop()
         let rebooted = fs.reboot()
-        let r = try await makeServer(fs: rebooted)
+        let r = try await makeServer(fs: rebooted, configure: configure)
         defer { r.stop() }
         for (key, revision) in acked.all {
             var get = Etcdserverpb_RangeRequest()
@@ -252,5 +271,88 @@ final class Acknowledged: @unchecked Sendable {
         let kvs = try await r.range(all).kvs
         #expect(r.currentRevision >= 1 + Int64(acked.count))
         #expect(Set(kvs.map(\.modRevision)) == Set((1...r.currentRevision).dropFirst()))
+    }
+}
+
+@Suite struct SnapshotTests {
+    /// etcd's --snapshot-count: a snapshot every N applied entries, the WAL released behind
+    /// it and old files purged (--max-snapshots, --max-wals); a restart reads the newest
+    /// snapshot and only the WAL entries after it, and applies only those past the
+    /// backend's consistent_index, with every key and revision intact.
+    @Test func restartReadsOnlyTheWALTailAfterTheLastSnapshot() async throws {
+        let fs = FaultyFileSystem(seed: 11)
+        let configure: (inout ServerConfig) -> Void = { c in
+            c.snapshotCount = 200
+            c.walSegmentBytes = 16384
+            c.maxWALs = 3
+            c.maxSnapshots = 2
+        }
+        let s = try await RequestPathTests().makeServer(fs: fs, configure: configure)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for w in 0..<8 {
+                group.addTask {
+                    for i in 0..<250 {
+                        var put = Etcdserverpb_PutRequest()
+                        put.key = Data("w\(w)-\(i)".utf8)
+                        put.value = Data(repeating: UInt8(i % 251), count: 40)
+                        _ = try await s.put(put)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let applied = s.status().raftAppliedIndex
+        s.stop()
+        let snaps = try fs.contentsOfDirectory("/data/member/snap").filter { $0.hasSuffix(".snap") }.sorted()
+        let wals = try fs.contentsOfDirectory("/data/member/wal").filter { $0.hasSuffix(".wal") }
+        #expect(snaps.count == 2, "\(snaps)")
+        #expect(wals.count <= 4, "\(wals)")  // --max-wals plus the segment still locked
+
+        let r = try await RequestPathTests().makeServer(fs: fs, configure: configure)
+        defer { r.stop() }
+        let report = r.startup
+        #expect(report.snapshotIndex > applied - 200 && report.snapshotIndex <= applied)
+        #expect(UInt64(report.walEntries) <= applied - report.snapshotIndex)
+        #expect(report.consistentIndex >= report.snapshotIndex)
+        #expect(r.currentRevision == 2001)
+        var all = Etcdserverpb_RangeRequest()
+        all.key = Data([0])
+        all.rangeEnd = Data([0])
+        all.countOnly = true
+        #expect(try await r.range(all).count == 2000)
+        #expect(r.members.map(\.name) == ["default"])
+        var put = Etcdserverpb_PutRequest()
+        put.key = Data("after".utf8)
+        #expect(try await r.put(put).header.revision == 2002)
+    }
+
+    /// What a snapshot file holds reads back; a damaged newest file is skipped for the
+    /// previous one (etcd renames it .broken).
+    @Test func snapFilesRoundTripAndDamagedOnesAreSkipped() throws {
+        let fs = FaultyFileSystem(seed: 12)
+        try fs.createDirectoriesDurably("/snap")
+        let dir = SnapDirectory(dir: "/snap", fs: fs)
+        var a = Raftpb_Snapshot()
+        a.metadata.index = 10
+        a.metadata.term = 2
+        a.metadata.confState.voters = [1]
+        a.data = V2Store.json(members: [Member(id: 0x8e9e05c52164694d, name: "default", peerURLs: ["http://localhost:2380"],
+                                               clientURLs: ["http://localhost:2379"])],
+                              clusterVersion: "3.4.0", index: 10)
+        var b = a
+        b.metadata.index = 20
+        try dir.save(a)
+        try dir.save(b)
+        #expect(try dir.names() == ["0000000000000002-0000000000000014.snap", "0000000000000002-000000000000000a.snap"])
+        #expect(try dir.loadNewest() == b)
+        var bytes = try fs.readFile("/snap/0000000000000002-0000000000000014.snap")
+        bytes[bytes.count - 3] ^= 0xff
+        try fs.writeFile("/snap/0000000000000002-0000000000000014.snap", bytes)
+        #expect(try dir.loadNewest() == a)
+        #expect(fs.exists("/snap/0000000000000002-0000000000000014.snap.broken"))
+        let parsed = try #require(V2Store.members(from: a.data))
+        #expect(parsed.members == [Member(id: 0x8e9e05c52164694d, name: "default", peerURLs: ["http://localhost:2380"],
+                                          clientURLs: ["http://localhost:2379"])])
+        #expect(parsed.clusterVersion == "3.4.0")
     }
 }

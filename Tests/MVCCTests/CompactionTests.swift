@@ -62,8 +62,8 @@ import EtcdProto
         #expect(store.indexedKeyCount == 3)
 
         // Events: everything after the compact revision, and what was kept at or below it.
-        #expect(store.events(since: 8).map(\.kv.modRevision) == [8, 9, 10])
-        #expect(store.events(since: 1).map(\.kv.modRevision) == [4, 7, 8, 9, 10])
+        #expect(try store.events(since: 8).map(\.kv.modRevision) == [8, 9, 10])
+        #expect(try store.events(since: 1).map(\.kv.modRevision) == [4, 7, 8, 9, 10])
     }
 
     @Test func tombstoneAtCompactRevisionIsDropped() throws {

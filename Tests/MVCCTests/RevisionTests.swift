@@ -103,7 +103,7 @@ import EtcdProto
         try store.del("a")        // 4
         try store.put("b", "x")   // 5
 
-        let all = store.events(since: 1)
+        let all = try store.events(since: 1)
         #expect(all.count == 4)
         #expect(all.map(\.type) == [.put, .put, .delete, .put])
         #expect(all[0].kv == kv("a", "1", create: 2, mod: 2, version: 1))
@@ -115,10 +115,10 @@ import EtcdProto
         #expect(!all[2].hasPrevKv)
         #expect(all[3].kv == kv("b", "x", create: 5, mod: 5, version: 1))
 
-        #expect(store.events(since: 4).map(\.type) == [.delete, .put])
-        #expect(store.events(since: 5).count == 1)
-        #expect(store.events(since: 6).isEmpty)
-        #expect(store.events(since: 0).count == 4)
+        #expect(try store.events(since: 4).map(\.type) == [.delete, .put])
+        #expect(try store.events(since: 5).count == 1)
+        #expect(try store.events(since: 6).isEmpty)
+        #expect(try store.events(since: 0).count == 4)
         #expect(store.lastWriteEvents == [all[3]])
     }
 
@@ -128,7 +128,7 @@ import EtcdProto
         #expect(mvccError { try store.put("missing", "", ignoreValue: true) } == .keyNotFound)
         #expect(store.lastWriteEvents.isEmpty)
         #expect(store.currentRevision == 2)
-        #expect(store.events(since: 1).count == 1)
+        #expect(try store.events(since: 1).count == 1)
     }
 
     @Test func keyIndexGenerationsMatchEtcdLayout() throws {

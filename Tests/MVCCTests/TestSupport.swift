@@ -135,3 +135,12 @@ func result<T>(_ body: () throws -> T) -> Result<T, MVCCError> {
 }
 
 func keys(_ r: Etcdserverpb_RangeResponse) -> [String] { r.kvs.map { s($0.key) } }
+
+/// A Range over the whole key space at `revision` (0: the current one).
+func wholeKeySpace(at revision: Int64 = 0) -> Etcdserverpb_RangeRequest {
+    var r = Etcdserverpb_RangeRequest()
+    r.key = Data([0])
+    r.rangeEnd = Data([0])
+    r.revision = revision
+    return r
+}
