@@ -61,7 +61,7 @@ class ScenarioError(Exception):
 
 class Step:
     def __init__(self, kind, text, argv, stdin, lineno):
-        self.kind = kind          # "etcdctl" | "goclient" | "http" | "restart-server"
+        self.kind = kind          # "etcdctl" | "goclient" | "http" | "restart-server" | "db-dump"
         self.text = text          # the command line as written (shown in .out)
         self.argv = argv          # words after the command word (placeholders unexpanded)
         self.stdin = stdin        # bytes or None
@@ -101,7 +101,7 @@ class Step:
 
     def is_write(self):
         """True if this step, when it succeeds, must append a Raft entry."""
-        if self.kind == "restart-server":
+        if self.kind in ("restart-server", "db-dump"):
             return True    # the new leader appends an empty entry
         if self.kind == "goclient":
             text = (self.stdin or b"").decode("utf-8", "replace")
@@ -192,8 +192,8 @@ def parse_scenario(path):
         if not words:
             raise ScenarioError("%s:%d: empty command" % (path, lineno))
         kind = words[0]
-        if kind not in ("etcdctl", "goclient", "http", "restart-server"):
-            raise ScenarioError("%s:%d: unknown command %r (etcdctl, goclient, http, restart-server)"
+        if kind not in ("etcdctl", "goclient", "http", "restart-server", "db-dump"):
+            raise ScenarioError("%s:%d: unknown command %r (etcdctl, goclient, http, restart-server, db-dump)"
                                 % (path, lineno, kind))
         if kind == "goclient" and stdin is None:
             raise ScenarioError("%s:%d: goclient needs its requests on stdin (<<EOF)" % (path, lineno))
@@ -833,6 +833,47 @@ def ensure_goclient():
         return None
 
 
+BBOLT_CHECK_BUILD = os.path.join(os.path.dirname(HERE), "Tools", "bbolt-check", "build.sh")
+_bbolt_lock = threading.Lock()
+
+
+def db_dump(path, workdir, timeout):
+    """`db-dump`: the member's backend file, after a clean stop, as the real bbolt reads it
+    (Tools/bbolt-check): tx.Check's verdict, then every bucket and key in order. Keys and
+    values that are printable ASCII are shown as text (so ports in member URLs get masked),
+    the rest in hex."""
+    with _bbolt_lock:
+        if shutil.which("go") is None:
+            raise RuntimeError("db-dump needs Go (`go`) to build Tools/bbolt-check")
+        p = subprocess.run(["bash", BBOLT_CHECK_BUILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
+        if p.returncode != 0:
+            raise RuntimeError("bbolt-check build failed: %s" % p.stderr.decode("utf-8", "replace")[-2000:])
+        tool = p.stdout.decode().strip().splitlines()[-1]
+    env = client_env(workdir)
+    rc, check_out, check_err = run_bounded([tool, "check", path], b"", timeout, workdir, env)
+    if rc != 0:
+        return rc, check_out, check_err
+    rc, out, err = run_bounded([tool, "dump", path], b"", timeout, workdir, env)
+
+    def show(h):
+        if h == "-":
+            return '""'
+        b = bytes.fromhex(h)
+        if all(0x20 <= c < 0x7f for c in b):
+            return json.dumps(b.decode("ascii"))
+        return h
+    lines = [check_out.decode().strip()]
+    for line in out.decode("utf-8", "replace").splitlines():
+        parts = line.split(" ")
+        if parts[0] == "B":
+            lines.append("bucket %s %s" % ("/".join(show(x) for x in parts[1].split("/")), parts[2]))
+        elif parts[0] == "K" and len(parts) == 4:
+            lines.append("  %s = %s" % (show(parts[2]), show(parts[3])))
+        else:
+            lines.append(line)
+    return rc, ("\n".join(lines) + "\n").encode(), err
+
+
 def expand(s, ctx, server, workdir):
     def rep(m):
         name = m.group(1)
@@ -927,7 +968,7 @@ def run_scenario(sc, args, run_dir):
                 break
             step_timeout = max(1.0, min(sc.step_timeout, left))
             stdin = step.stdin
-            if stdin is not None and step.kind != "restart-server":
+            if stdin is not None and step.kind not in ("restart-server", "db-dump"):
                 stdin = expand(stdin.decode("utf-8", "surrogateescape"), ctx, server, workdir).encode(
                     "utf-8", "surrogateescape")
             argv = [expand(a, ctx, server, workdir) for a in step.argv]
@@ -941,6 +982,10 @@ def run_scenario(sc, args, run_dir):
                                            stdin, step_timeout, workdir, env)
             elif step.kind == "http":
                 rc, out, err = run_http(step, stdin, server, step_timeout)
+            elif step.kind == "db-dump":
+                server.stop()
+                rc, out, err = db_dump(os.path.join(server.datadir, "member", "snap", "db"), workdir, step_timeout)
+                server.start(fresh_ports=False)
             else:  # restart-server
                 server.stop()
                 server.start(fresh_ports=False)
