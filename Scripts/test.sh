@@ -17,5 +17,7 @@ swift test --skip-build --filter "$e2e"
 bin="$(swift build --show-bin-path)/swetcd"
 # Durability end to end: concurrent etcdctl writers, SIGKILL at 20 random moments, restart.
 python3 Tests/e2e/kill9.py --server-bin "$bin" --kills 20
+# The data dir format: real etcd and swetcd take turns on one data dir (db, WAL, .snap).
+python3 Tests/e2e/datadir_exchange.py --server-bin "$bin"
 python3 interop/run.py --selftest
 python3 interop/run.py --server-bin "$bin"

@@ -9,42 +9,8 @@ Prints 'kill9: N passed, N failed' (one check after each kill point, and one at 
 """
 import argparse, base64, json, os, random, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
-ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ctl(port, *args, timeout=10):
-    env = dict(os.environ, ETCDCTL_API="3")
-    return subprocess.run([ETCDCTL, "--endpoints=127.0.0.1:%d" % port, "--command-timeout=3s", *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def start(server_bin, data_dir, port, log):
-    peer = free_port()
-    args = [server_bin, "--name", "default", "--data-dir", data_dir,
-            "--listen-client-urls", "http://127.0.0.1:%d" % port,
-            "--advertise-client-urls", "http://127.0.0.1:%d" % port,
-            "--listen-peer-urls", "http://127.0.0.1:%d" % peer,
-            "--initial-advertise-peer-urls", "http://localhost:2380",
-            "--initial-cluster", "default=http://localhost:2380"]
-    p = subprocess.Popen(args, stdout=log, stderr=log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            raise RuntimeError("server exited with %s" % p.returncode)
-        try:
-            if ctl(port, "endpoint", "health", timeout=5).returncode == 0:
-                return p
-        except subprocess.TimeoutExpired:
-            pass
-        time.sleep(0.05)
-    p.kill()
-    raise RuntimeError("server did not become healthy")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2elib import ctl, free_port, start  # noqa: E402
 
 
 def main():
