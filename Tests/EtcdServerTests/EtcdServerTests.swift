@@ -326,6 +326,41 @@ final class Acknowledged: @unchecked Sendable {
         #expect(try await r.put(put).header.revision == 2002)
     }
 
+    /// The figure: after 200,000 writes with etcd's default --snapshot-count
+    /// (100,000), a restart starts from the last snapshot and reads only the WAL after it.
+    @Test func restartAfter200kWritesReadsOnlyTheTail() async throws {
+        let fs = FaultyFileSystem(seed: 13)
+        let s = try await RequestPathTests().makeServer(fs: fs)
+        let total = 200_000, writers = 100
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for w in 0..<writers {
+                group.addTask {
+                    var put = Etcdserverpb_PutRequest()
+                    put.value = Data("v".utf8)
+                    for i in stride(from: w, to: total, by: writers) {
+                        put.key = Data("key-\(i)".utf8)
+                        _ = try await s.put(put)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let applied = s.status().raftAppliedIndex
+        s.stop()
+        let r = try await RequestPathTests().makeServer(fs: fs)
+        defer { r.stop() }
+        let report = r.startup
+        #expect(report.snapshotIndex > 100_000)
+        #expect(report.walEntries < 100_000)
+        #expect(UInt64(report.walEntries) <= applied - report.snapshotIndex)
+        var all = Etcdserverpb_RangeRequest()
+        all.key = Data([0])
+        all.rangeEnd = Data([0])
+        all.countOnly = true
+        #expect(try await r.range(all).count == Int64(total))
+        #expect(r.currentRevision == Int64(total) + 1)
+    }
+
     /// What a snapshot file holds reads back; a damaged newest file is skipped for the
     /// previous one (etcd renames it .broken).
     @Test func snapFilesRoundTripAndDamagedOnesAreSkipped() throws {
