@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -57,6 +58,19 @@ HEALTH_TIMEOUT = 5.0      # one `etcdctl endpoint health` probe
 
 class ScenarioError(Exception):
     pass
+
+
+# Step kinds (the first word after "$ "):
+#   etcdctl ARGS...         stock etcdctl against the server under test
+#   goclient <<EOF          the Go test client (interop/goclient), requests as JSON lines
+#   http METHOD PATH [BODY] an HTTP/1.1 request to the client URL
+#   restart-server          stop the server and start it again on its data dir
+#   db-dump                 stop it, print the real bbolt's check and dump of member/snap/db, start it
+#   restore-server FILE     stop it, `etcdctl snapshot restore FILE` into a new data dir (this
+#                           scenario's member: name default, http://localhost:2380), start it there
+#   etcd-reads FILE         `etcdctl snapshot restore FILE` into a scratch dir, start REAL etcd
+#                           on it (whatever the server under test) and print its keys and members
+STEP_KINDS = ("etcdctl", "goclient", "http", "restart-server", "db-dump", "restore-server", "etcd-reads")
 
 
 class Step:
@@ -101,7 +115,7 @@ class Step:
 
     def is_write(self):
         """True if this step, when it succeeds, must append a Raft entry."""
-        if self.kind in ("restart-server", "db-dump"):
+        if self.kind in ("restart-server", "db-dump", "restore-server"):
             return True    # the new leader appends an empty entry
         if self.kind == "goclient":
             text = (self.stdin or b"").decode("utf-8", "replace")
@@ -192,8 +206,8 @@ def parse_scenario(path):
         if not words:
             raise ScenarioError("%s:%d: empty command" % (path, lineno))
         kind = words[0]
-        if kind not in ("etcdctl", "goclient", "http", "restart-server", "db-dump"):
-            raise ScenarioError("%s:%d: unknown command %r (etcdctl, goclient, http, restart-server, db-dump)"
+        if kind not in STEP_KINDS:
+            raise ScenarioError("%s:%d: unknown command %r (" + ", ".join(STEP_KINDS) + ")"
                                 % (path, lineno, kind))
         if kind == "goclient" and stdin is None:
             raise ScenarioError("%s:%d: goclient needs its requests on stdin (<<EOF)" % (path, lineno))
@@ -833,6 +847,44 @@ def ensure_goclient():
         return None
 
 
+FIXTURES_DIR = os.path.join(HERE, "fixtures")
+
+
+def restore_snapshot(etcdctl, snap, datadir, workdir, env, timeout):
+    """`etcdctl snapshot restore` for this harness's one member; its log lines are not shown."""
+    rc, out, err = run_bounded([etcdctl, "snapshot", "restore", snap, "--data-dir", datadir,
+                                "--name", "default", "--initial-cluster", "default=http://localhost:2380",
+                                "--initial-advertise-peer-urls", "http://localhost:2380"],
+                               b"", timeout, workdir, env)
+    if rc == 0:
+        return 0, b"", b""
+    return rc, out, err
+
+
+def etcd_reads(args, snap, workdir, env, timeout):
+    """Real etcd booted from a restore of `snap`: its keys (get --prefix -w json) and members."""
+    scratch = tempfile.mkdtemp(prefix="etcd-reads-", dir=workdir)
+    rc, out, err = restore_snapshot(args.etcdctl, snap, os.path.join(scratch, "data"), workdir, env, timeout)
+    if rc != 0:
+        return rc, out, err
+    etcd = Server(args.etcd_bin, scratch, [], args.etcdctl)
+    etcd.datadir = os.path.join(scratch, "data")
+    try:
+        etcd.start()
+        outs = []
+        for words in (["get", "", "--prefix", "-w", "json"], ["member", "list", "-w", "json"]):
+            rc, out, err = run_bounded([args.etcdctl, "--endpoints=127.0.0.1:%d" % etcd.cport] + words,
+                                       b"", timeout, workdir, env)
+            if rc != 0:
+                return rc, out, err
+            # Real etcd's own ports differ from the server under test's: mask them here.
+            text = out.decode("utf-8", "replace").replace(":%d" % etcd.cport, ":<ETCD_CPORT>")
+            outs.append(text)
+        return 0, "".join(outs).encode(), b""
+    finally:
+        etcd.stop()
+
+
 BBOLT_CHECK_BUILD = os.path.join(os.path.dirname(HERE), "Tools", "bbolt-check", "build.sh")
 _bbolt_lock = threading.Lock()
 
@@ -881,6 +933,8 @@ def expand(s, ctx, server, workdir):
             return "127.0.0.1:%d" % server.cport
         if name == "CPORT":
             return str(server.cport)
+        if name == "FIXTURES":
+            return FIXTURES_DIR
         if name == "PPORT":
             return str(server.pport)
         bm = re.fullmatch(r"BYTES_([0-9]+)", name)
@@ -968,7 +1022,7 @@ def run_scenario(sc, args, run_dir):
                 break
             step_timeout = max(1.0, min(sc.step_timeout, left))
             stdin = step.stdin
-            if stdin is not None and step.kind not in ("restart-server", "db-dump"):
+            if stdin is not None and step.kind in ("etcdctl", "goclient", "http"):
                 stdin = expand(stdin.decode("utf-8", "surrogateescape"), ctx, server, workdir).encode(
                     "utf-8", "surrogateescape")
             argv = [expand(a, ctx, server, workdir) for a in step.argv]
@@ -982,6 +1036,16 @@ def run_scenario(sc, args, run_dir):
                                            stdin, step_timeout, workdir, env)
             elif step.kind == "http":
                 rc, out, err = run_http(step, stdin, server, step_timeout)
+            elif step.kind == "restore-server":
+                server.stop()
+                restored = os.path.join(workdir, "restored-%d" % no)
+                rc, out, err = restore_snapshot(args.etcdctl, argv[0], restored, workdir, env, step_timeout)
+                if rc == 0:
+                    server.datadir = restored
+                    server.start(fresh_ports=False)
+                    checker.last = None       # a restored member starts a new Raft log
+            elif step.kind == "etcd-reads":
+                rc, out, err = etcd_reads(args, argv[0], workdir, env, step_timeout)
             elif step.kind == "db-dump":
                 server.stop()
                 rc, out, err = db_dump(os.path.join(server.datadir, "member", "snap", "db"), workdir, step_timeout)
@@ -1444,6 +1508,8 @@ def main():
     ap.add_argument("--scenario-timeout", type=float, default=120.0,
                     help="seconds a scenario's steps may take in all (default 120)")
     ap.add_argument("--etcdctl", default=DEFAULT_ETCDCTL, help="etcdctl binary (default /usr/bin/etcdctl)")
+    ap.add_argument("--etcd-bin", default=shutil.which("etcd") or "/usr/bin/etcd",
+                    help="real etcd, for the etcd-reads step (default: etcd on PATH)")
     args = ap.parse_args()
     if args.selftest:
         return main_selftest(args)

@@ -55,24 +55,28 @@ public final class BatchedBackend: @unchecked Sendable {
         var isEmpty: Bool { ops == 0 && createBuckets.isEmpty }
     }
 
-    public let db: BoltDB
+    /// The file (replaced by `defragment`).
+    public var db: BoltDB { state.withLock { $0.db } }
     public let options: Options
     private let queue = DispatchQueue(label: "swetcd.backend.commit")
     private struct State {
+        var db: BoltDB
+        /// Set while a defragmented file replaces `db`: new readers wait.
+        var swapping = false
         var current = Batch()
         /// Sealed, oldest first, until committed.
         var sealed: [Batch] = []
         var failure: String?
         var commits = 0
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     /// Held while a group of writes is made (`atomically`) and while a batch is sealed.
     private let groupLock = NSLock()
     private let onFailure: @Sendable (String) -> Void
     private var timer: DispatchSourceTimer?
 
     public init(db: BoltDB, options: Options = Options(), onFailure: @escaping @Sendable (String) -> Void = { _ in }) {
-        self.db = db
+        self.state = Mutex(State(db: db))
         self.options = options
         self.onFailure = onFailure
     }
@@ -185,6 +189,7 @@ public final class BatchedBackend: @unchecked Sendable {
     /// On the commit queue: one bbolt write transaction for the batch.
     private func write(_ batch: Batch) {
         if state.withLock({ $0.failure }) != nil { return }
+        let db = self.db
         do {
             let tx = try db.beginWrite()
             do {
@@ -311,8 +316,38 @@ public final class BatchedBackend: @unchecked Sendable {
     }
 
     public func readView() throws -> ReadView {
-        try state.withLock { s throws -> ReadView in
-            ReadView(backend: self, sealed: s.sealed, tx: try db.beginRead())
+        while true {
+            let view = try state.withLock { s throws -> ReadView? in
+                if s.swapping { return nil }
+                return ReadView(backend: self, sealed: s.sealed, tx: try s.db.beginRead())
+            }
+            if let view { return view }
+            usleep(200)  // a defragmented file is being put in place (milliseconds)
+        }
+    }
+
+    // MARK: - Defragment
+
+    /// etcd's Defrag, without stopping the member: commits what is pending, then, on the
+    /// commit queue (so no batch commits meanwhile, while writes keep gathering in the
+    /// current batch and reads keep being served from the old file), copies the file
+    /// compactly; then new readers wait while the open ones finish and the copy replaces the
+    /// file. Returns how long readers were held off.
+    @discardableResult
+    public func defragment() throws -> Duration {
+        if let batch = seal() { queue.sync { write(batch) } }
+        if let f = state.withLock({ $0.failure }) { throw BoltError.needsReopen(f) }
+        return try queue.sync { () throws -> Duration in
+            let old = db
+            let copy = try old.prepareDefragment()
+            let clock = ContinuousClock()
+            let start = clock.now
+            state.withLock { $0.swapping = true }
+            defer { state.withLock { $0.swapping = false } }
+            while old.stats.openTxN > 0 { usleep(100) }
+            let new = try old.finishDefragment(copy)
+            state.withLock { $0.db = new }
+            return clock.now - start
         }
     }
 

@@ -110,6 +110,11 @@ extension BoltDB {
         try tx.commit()
     }
 
+    /// A defragmented copy made by `prepareDefragment`, waiting to replace the file.
+    public struct DefragmentedCopy: Sendable {
+        public let path: String
+    }
+
     /// etcd's backend defrag on files: copies this database into a new file `db.tmp.*` in the
     /// same directory (opened with `tempOptions`, default: these options without an initial
     /// mapping size, as etcd opens it), closes both, renames the copy over this file, syncs
@@ -117,6 +122,14 @@ extension BoltDB {
     /// No transaction may be open. On a copy failure the temporary file is removed and this
     /// database stays open.
     public func defragmentFile(limit: Int = 10000, tempOptions: BoltOptions? = nil, tempSuffix: UInt64? = nil) throws -> BoltDB {
+        let copy = try prepareDefragment(limit: limit, tempOptions: tempOptions, tempSuffix: tempSuffix)
+        return try finishDefragment(copy)
+    }
+
+    /// The first half of `defragmentFile`: the compact copy in `db.tmp.*`, made through a read
+    /// transaction, so readers of this database go on meanwhile (a writer that commits during
+    /// the copy is not in it: callers hold writers off).
+    public func prepareDefragment(limit: Int = 10000, tempOptions: BoltOptions? = nil, tempSuffix: UInt64? = nil) throws -> DefragmentedCopy {
         let dir = Paths.dirname(path)
         var tmpOpts = tempOptions ?? options
         if tempOptions == nil { tmpOpts.initialMmapSize = 0 }
@@ -143,15 +156,21 @@ extension BoltDB {
         }
         do {
             try BoltDB.defragment(from: self, into: tmp, limit: limit)
+            try tmp.close()
         } catch {
             try? tmp.close()
             try? fileSystem.remove(tmpPath)
             throw error
         }
+        return DefragmentedCopy(path: tmpPath)
+    }
+
+    /// The second half: closes this database (no transaction may be open), renames the copy
+    /// over its file, syncs the directory and returns the reopened database.
+    public func finishDefragment(_ copy: DefragmentedCopy) throws -> BoltDB {
         try close()
-        try tmp.close()
-        try fileSystem.rename(tmpPath, to: path)
-        try fileSystem.syncDirectory(dir)
+        try fileSystem.rename(copy.path, to: path)
+        try fileSystem.syncDirectory(Paths.dirname(path))
         return try BoltDB.open(path: path, fileSystem: fileSystem, options: options)
     }
 }

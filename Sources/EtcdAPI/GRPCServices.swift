@@ -52,22 +52,22 @@ struct MaintenanceGRPC: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     }
 
     func defragment(request: Etcdserverpb_DefragmentRequest, context: ServerContext) async throws -> Etcdserverpb_DefragmentResponse {
-        throw EtcdError.unimplemented("Maintenance.Defragment")
+        try await maintenance.defragment(request)
     }
 
     func hash(request: Etcdserverpb_HashRequest, context: ServerContext) async throws -> Etcdserverpb_HashResponse {
-        throw EtcdError.unimplemented("Maintenance.Hash")
+        try maintenance.hash(request)
     }
 
     func hashKV(request: Etcdserverpb_HashKVRequest, context: ServerContext) async throws -> Etcdserverpb_HashKVResponse {
-        throw EtcdError.unimplemented("Maintenance.HashKV")
+        try maintenance.hashKV(request)
     }
 
     func snapshot(
         request: Etcdserverpb_SnapshotRequest, response: RPCWriter<Etcdserverpb_SnapshotResponse>,
         context: ServerContext
     ) async throws {
-        throw EtcdError.unimplemented("Maintenance.Snapshot")
+        try await maintenance.snapshot { try await response.write($0) }
     }
 
     func moveLeader(request: Etcdserverpb_MoveLeaderRequest, context: ServerContext) async throws -> Etcdserverpb_MoveLeaderResponse {

@@ -19,6 +19,8 @@ public struct KVService: Sendable {
     }
 
     public func put(_ r: Etcdserverpb_PutRequest) async throws(EtcdError) -> Etcdserverpb_PutResponse {
+        // etcd's quotaKVServer wraps the KV server: the quota is checked first.
+        try await server.checkQuota(put: r)
         try Validation.check(r)
         var resp = try await server.put(r)
         server.fill(&resp.header)
@@ -33,6 +35,7 @@ public struct KVService: Sendable {
     }
 
     public func txn(_ r: Etcdserverpb_TxnRequest) async throws(EtcdError) -> Etcdserverpb_TxnResponse {
+        try await server.checkQuota(txn: r)
         try Validation.check(r, maxTxnOps: server.config.maxTxnOps)
         var resp = try await server.txn(r)
         server.fill(&resp.header)
@@ -71,6 +74,39 @@ public struct MaintenanceService: Sendable {
     /// etcd answers Alarm without a response header.
     public func alarm(_ r: Etcdserverpb_AlarmRequest) async throws(EtcdError) -> Etcdserverpb_AlarmResponse {
         try await server.alarm(r)
+    }
+
+    /// The backend file as etcd streams it: chunks with the bytes remaining after each, then
+    /// the sha256 with remaining_bytes 0 (no response header, as etcd).
+    public func snapshot(_ send: (Etcdserverpb_SnapshotResponse) async throws -> Void) async throws {
+        let (size, pieces) = try server.backendSnapshot()
+        var sent: Int64 = 0
+        for try await piece in pieces {
+            var resp = Etcdserverpb_SnapshotResponse()
+            switch piece {
+            case .chunk(let data):
+                sent += Int64(data.count)
+                resp.remainingBytes = UInt64(max(0, size - sent))
+                resp.blob = data
+            case .checksum(let sha):
+                resp.blob = sha
+            }
+            try await send(resp)
+        }
+    }
+
+    public func hash(_ r: Etcdserverpb_HashRequest) throws(EtcdError) -> Etcdserverpb_HashResponse {
+        try server.hash()
+    }
+
+    public func hashKV(_ r: Etcdserverpb_HashKVRequest) throws(EtcdError) -> Etcdserverpb_HashKVResponse {
+        try server.hashKV(r)
+    }
+
+    /// etcd answers Defragment with an empty response (no header).
+    public func defragment(_ r: Etcdserverpb_DefragmentRequest) async throws(EtcdError) -> Etcdserverpb_DefragmentResponse {
+        try await server.defragment()
+        return Etcdserverpb_DefragmentResponse()
     }
 }
 

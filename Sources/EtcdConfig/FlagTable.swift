@@ -245,7 +245,7 @@ enum FlagTable {
         uint("heartbeat-interval", \.heartbeatIntervalMs, honoured: true),
         uint("election-timeout", \.electionTimeoutMs, honoured: true),
         bool("initial-election-tick-advance", \.initialElectionTickAdvance, honoured: false),
-        int64("quota-backend-bytes", \.quotaBackendBytes, honoured: false),
+        int64("quota-backend-bytes", \.quotaBackendBytes, honoured: true),
         duration("backend-batch-interval", \.backendBatchInterval, honoured: true),
         int("backend-batch-limit", \.backendBatchLimit, honoured: true),
         uint("max-txn-ops", \.maxTxnOps, honoured: true),

@@ -34,6 +34,8 @@ public struct ServerConfig: Sendable {
     public var maxWALs = 5
     /// WAL segment size (etcd: wal.SegmentSizeBytes, 64 MB; smaller only in tests).
     public var walSegmentBytes: Int64 = 64_000_000
+    /// etcd's --quota-backend-bytes: 0 for etcd's default (2 GiB), negative to disable.
+    public var quotaBackendBytes: Int64 = 0
     /// All file I/O goes through this (a faulty one in crash tests).
     public var fileSystem: any FileSystem
     /// Called when the member cannot persist and stops (etcd panics): by default the
@@ -109,7 +111,7 @@ public final class EtcdServer: Sendable {
     public let memberID: UInt64
     public let clusterID: UInt64
     let logger: Logger
-    private let state: Mutex<State>
+    let state: Mutex<State>
     private let requestIDs: RequestIDGenerator
     private let driver: Mutex<RaftDriver?> = Mutex(nil)
     private let dataDirLock: Mutex<(any DirectoryLock)?> = Mutex(nil)
@@ -123,9 +125,9 @@ public final class EtcdServer: Sendable {
     }
     public var startup: StartupReport { state.withLock { $0.startup } }
 
-    private typealias Waiter = CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>
+    typealias Waiter = CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>
 
-    private struct State: ~Copyable {
+    struct State: ~Copyable {
         var kv: KVStore
         var startup = StartupReport()
         var members: [Member] = []
@@ -187,6 +189,7 @@ public final class EtcdServer: Sendable {
                                                consistentIndex: $0.kv.consistentIndex)
                 }
                 if let snapshot {
+                    server.recoverMembership(from: snapshot)
                     try storage.applySnapshot(snapshot)
                     appliedIndex = snapshot.metadata.index
                     server.state.withLock { $0.applied = appliedIndex; $0.committed = appliedIndex }
@@ -221,6 +224,9 @@ public final class EtcdServer: Sendable {
         } catch {
             throw EtcdError(.internal, "swetcd: cannot start the member: \(error)")
         }
+        if config.quotaBackendBytes > Quota.maxBytes {
+            logger.warning("backend quota \(config.quotaBackendBytes) exceeds maximum recommended quota \(Quota.maxBytes)")
+        }
         if config.unsafeNoFsync {
             logger.warning("--unsafe-no-fsync is set: the WAL is not synced and acknowledged writes can be lost in a power failure")
         }
@@ -253,6 +259,28 @@ public final class EtcdServer: Sendable {
         let persisted = try ServerBackend.load(kv.backend)
         self.state = Mutex(State(kv: kv, members: persisted.members, clusterVersion: persisted.clusterVersion,
                                  alarms: persisted.alarms))
+    }
+
+    /// etcd 3.4 takes the membership at a snapshot from the v2 store inside it (a data dir
+    /// made by `etcdctl snapshot restore` has the new members only there; its backend may
+    /// still list the old cluster's). Names and client URLs the v2 store lacks come from the
+    /// backend for the same member IDs; the WAL's conf changes after the snapshot follow.
+    private func recoverMembership(from snapshot: Raftpb_Snapshot) {
+        guard let parsed = V2Store.members(from: snapshot.data), !parsed.members.isEmpty else { return }
+        state.withLock { s in
+            let stored = Dictionary(s.members.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            s.members = parsed.members.map { m in
+                var m = m
+                if m.name.isEmpty, m.clientURLs.isEmpty, let b = stored[m.id] {
+                    m.name = b.name
+                    m.clientURLs = b.clientURLs
+                }
+                return m
+            }
+            // etcd 3.4 reads the cluster version from the v2 store too: none after a restore,
+            // so the leader sets it again.
+            s.clusterVersion = parsed.clusterVersion
+        }
     }
 
     /// Opens (or creates) `member/snap/db` with etcd's options and etcd's buckets, and the
@@ -445,6 +473,11 @@ public final class EtcdServer: Sendable {
         do throws(MVCCError) {
             if let refused = refusedByAlarm(request, s.alarms) {
                 result = .failure(refused)
+            } else if (request.hasPut && !quotaAvailable(cost: Quota.cost(request.put)))
+                        || (request.hasTxn && !quotaAvailable(cost: Quota.cost(request.txn))) {
+                // etcd's quotaApplierV3: over quota at apply time too; the alarm follows.
+                result = .failure(.noSpace)
+                if !s.alarms.contains(where: { $0.alarm == .nospace }) { Task { await self.raiseNoSpace() } }
             } else if request.hasPut {
                 result = .success(.put(try s.kv.put(request.put)))
             } else if request.hasDeleteRange {
@@ -474,21 +507,12 @@ public final class EtcdServer: Sendable {
            r.hasPut || r.hasDeleteRange || r.hasTxn || r.hasCompaction || r.hasLeaseGrant || r.hasLeaseRevoke {
             return .corrupt
         }
+        // etcd's applierV3Capped: a txn is refused only if its puts cost something.
         if alarms.contains(where: { $0.alarm == .nospace }),
-           r.hasPut || r.hasLeaseGrant || (r.hasTxn && !Self.isReadOnly(r.txn)) {
+           r.hasPut || r.hasLeaseGrant || (r.hasTxn && Quota.cost(r.txn) > 0) {
             return .noSpace
         }
         return nil
-    }
-
-    static func isReadOnly(_ t: Etcdserverpb_TxnRequest) -> Bool {
-        (t.success + t.failure).allSatisfy { op in
-            switch op.request {
-            case .requestRange, nil: return true
-            case .requestTxn(let inner): return isReadOnly(inner)
-            case .requestPut, .requestDeleteRange: return false
-            }
-        }
     }
 
     /// etcd's alarm store: GET lists (all alarms for type NONE), ACTIVATE and DEACTIVATE
@@ -570,8 +594,8 @@ public final class EtcdServer: Sendable {
     /// serializable reads are served from what this member has applied.
     public func range(_ request: Etcdserverpb_RangeRequest) async throws(EtcdError) -> Etcdserverpb_RangeResponse {
         if !request.serializable { try await linearizableReadBarrier() }
+        // Reads do not go through the (alarm-aware) applier, as in etcd: served under CORRUPT too.
         return try state.withLock { s throws(EtcdError) in
-            if s.alarms.contains(where: { $0.alarm == .corrupt }) { throw .corrupt }
             do throws(MVCCError) {
                 return try s.kv.range(request)
             } catch {
@@ -633,6 +657,18 @@ public final class EtcdServer: Sendable {
     }
 
     public func txn(_ r: Etcdserverpb_TxnRequest) async throws(EtcdError) -> Etcdserverpb_TxnResponse {
+        // etcd serves a txn of ranges only without the log: after a ReadIndex unless every
+        // range is serializable.
+        if KVStore.isTxnReadonly(r) {
+            let serializable = (r.success + r.failure).allSatisfy { op in
+                if case .requestRange(let rr)? = op.request { return rr.serializable }
+                return true
+            }
+            if !serializable { try await linearizableReadBarrier() }
+            return try state.withLock { s throws(EtcdError) in
+                do throws(MVCCError) { return try s.kv.txn(r) } catch { throw EtcdError(error) }
+            }
+        }
         var req = Etcdserverpb_InternalRaftRequest()
         req.txn = r
         guard case .txn(let resp) = try await process(req) else { throw EtcdError(.internal, "unexpected apply result") }
@@ -643,6 +679,12 @@ public final class EtcdServer: Sendable {
         var req = Etcdserverpb_InternalRaftRequest()
         req.compaction = r
         guard case .compaction(var resp) = try await process(req) else { throw EtcdError(.internal, "unexpected apply result") }
+        if r.physical {
+            // --physical: answer once the compaction is in the backend file (etcd waits for it).
+            try state.withLock { s throws(EtcdError) in
+                do { try s.kv.commit() } catch { throw EtcdError(.internal, "swetcd: cannot commit the backend: \(error)") }
+            }
+        }
         // etcd reports the store's revision after the compaction was applied.
         resp.header.revision = currentRevision
         return resp

@@ -139,7 +139,7 @@ extension KVStore {
     }
 
     /// etcd: isTxnReadonly — only top-level range ops (a nested txn counts as a write).
-    static func isTxnReadonly(_ rt: Etcdserverpb_TxnRequest) -> Bool {
+    public static func isTxnReadonly(_ rt: Etcdserverpb_TxnRequest) -> Bool {
         for op in rt.success {
             guard case .requestRange? = op.request else { return false }
         }

@@ -12,6 +12,16 @@ struct Generation: Sendable {
     var revs: [Revision] = []
 
     var isEmpty: Bool { revs.isEmpty }
+
+    /// Position of the last revision with main <= `rev`, or -1.
+    func lastIndex(atOrBefore rev: Int64) -> Int {
+        var lo = 0, hi = revs.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if revs[mid].main <= rev { lo = mid + 1 } else { hi = mid }
+        }
+        return lo - 1
+    }
 }
 
 /// All the revisions of one key, split into generations. The last generation is the
@@ -94,13 +104,7 @@ final class KeyIndex {
     func get(atRev: Int64) -> (modified: Revision, created: Revision, version: Int64)? {
         guard let gi = findGeneration(atRev) else { return nil }
         let g = generations[gi]
-        // Last revision with main <= atRev.
-        var lo = 0, hi = g.revs.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if g.revs[mid].main <= atRev { lo = mid + 1 } else { hi = mid }
-        }
-        let n = lo - 1
+        let n = g.lastIndex(atOrBefore: atRev)
         if n < 0 { return nil }
         return (g.revs[n], g.created, g.ver - Int64(g.revs.count - n - 1))
     }
@@ -120,13 +124,7 @@ final class KeyIndex {
         }
         if !generations[gi].isEmpty {
             let revs = generations[gi].revs
-            // Latest revision <= atRev.
-            var lo = 0, hi = revs.count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if revs[mid].main <= atRev { lo = mid + 1 } else { hi = mid }
-            }
-            let revIndex = lo - 1
+            let revIndex = generations[gi].lastIndex(atOrBefore: atRev)
             if revIndex >= 0 {
                 keep.insert(revs[revIndex])
                 generations[gi].revs.removeFirst(revIndex)

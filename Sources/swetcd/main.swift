@@ -86,6 +86,7 @@ if config.backendBatchLimit > 0 { serverConfig.backendBatchLimit = config.backen
 serverConfig.snapshotCount = config.snapshotCount
 serverConfig.maxSnapshots = Int(config.maxSnapshots)
 serverConfig.maxWALs = Int(config.maxWALs)
+serverConfig.quotaBackendBytes = config.quotaBackendBytes
 let server: EtcdServer
 do {
     server = try await EtcdServer.start(
