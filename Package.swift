@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
     ],
     targets: [
         // Swift generated from Protos/ by Scripts/generate-protos.sh (committed).
@@ -33,9 +35,11 @@ let package = Package(
         // implementation and a faulty one for crash tests (loses unsynced writes, tears pages).
         .target(name: "FileIO"),
         // The write-ahead log in etcd's format: segments, framing, CRC32-C, group commit.
-        .target(name: "WAL", dependencies: ["EtcdProto", "FileIO"]),
+        .target(
+            name: "WAL",
+            dependencies: ["EtcdProto", "FileIO", .product(name: "CoreMetrics", package: "swift-metrics")]),
         // The bbolt-format copy-on-write B+tree file: buckets, txns, cursors, freelist, defrag.
-        .target(name: "Backend", dependencies: ["FileIO"]),
+        .target(name: "Backend", dependencies: ["FileIO", .product(name: "CoreMetrics", package: "swift-metrics")]),
         // Revisions, key index, range/put/delete/txn, compaction.
         .target(name: "MVCC", dependencies: ["EtcdProto", "Backend", "FileIO"]),
         // The member: submit/apply boundary, apply loop, IDs, cluster metadata.
@@ -60,6 +64,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // etcd's flags, ETCD_* variables and YAML config file, parsed into one value;
@@ -77,6 +82,8 @@ let package = Package(
             dependencies: [
                 "EtcdConfig", "EtcdServer", "EtcdAPI",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 
@@ -90,6 +97,8 @@ let package = Package(
             dependencies: [
                 "EtcdAPI", "EtcdServer", "EtcdProto", "FileIO",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .testTarget(name: "EtcdConfigTests", dependencies: ["EtcdConfig"]),
     ]

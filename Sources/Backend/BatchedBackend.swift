@@ -1,3 +1,4 @@
+import CoreMetrics
 import Dispatch
 import Foundation
 import Synchronization
@@ -58,6 +59,8 @@ public final class BatchedBackend: @unchecked Sendable {
     /// The file (replaced by `defragment`).
     public var db: BoltDB { state.withLock { $0.db } }
     public let options: Options
+    /// etcd's etcd_disk_backend_commit_duration_seconds (through swift-metrics).
+    private let commitTimer = CoreMetrics.Timer(label: "etcd_disk_backend_commit_duration_seconds")
     private let queue = DispatchQueue(label: "swetcd.backend.commit")
     private struct State {
         var db: BoltDB
@@ -212,7 +215,9 @@ public final class BatchedBackend: @unchecked Sendable {
                     }
                     for k in doomed { try b.delete(k) }
                 }
+                let start = DispatchTime.now().uptimeNanoseconds
                 try tx.commit()
+                commitTimer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
             } catch {
                 tx.rollback()
                 throw error

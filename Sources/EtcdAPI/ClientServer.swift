@@ -25,9 +25,10 @@ public final class ClientServer: Sendable {
     private let grpc: GRPCServer<HTTP2ServerTransport.Custom<ClientListenerFactory>>
     private let transport: HTTP2ServerTransport.Custom<ClientListenerFactory>
 
-    public init(server: EtcdServer, host: String, port: Int, options: Options = Options()) {
+    public init(server: EtcdServer, host: String, port: Int, options: Options = Options(),
+                metrics: MetricsEndpoint = MetricsEndpoint()) {
         let factory = ClientListenerFactory(
-            host: host, port: port, http: Self.httpEndpoints(server),
+            host: host, port: port, http: Self.httpEndpoints(server, metrics),
             eventLoopGroup: MultiThreadedEventLoopGroup.singletonMultiThreadedEventLoopGroup)
         var config = HTTP2ServerTransport.Custom<ClientListenerFactory>.Config.defaults
         config.connection.keepalive = .init(
@@ -60,12 +61,14 @@ public final class ClientServer: Sendable {
 
     public func shutDown() { grpc.beginGracefulShutdown() }
 
-    static func httpEndpoints(_ server: EtcdServer) -> HTTPEndpoints {
+    static func httpEndpoints(_ server: EtcdServer, _ metrics: MetricsEndpoint) -> HTTPEndpoints {
         HTTPEndpoints { method, uri in
             let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
             switch path {
             case "/version":
                 return .init(body: #"{"etcdserver":"\#(EtcdServer.etcdVersion)","etcdcluster":"\#(majorMinorZero(EtcdServer.clusterVersion))"}"#)
+            case "/metrics":
+                return .init(contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render(server))
             case "/health":
                 // etcd writes it without a content type; Go's sniffing makes it text/plain.
                 return .init(contentType: "text/plain; charset=utf-8", body: #"{"health":"true"}"#)

@@ -130,6 +130,9 @@ public final class EtcdServer: Sendable {
     struct State: ~Copyable {
         var kv: KVStore
         var startup = StartupReport()
+        /// etcd_server_leader_changes_seen_total and etcd_server_proposals_failed_total.
+        var leaderChanges = 0
+        var proposalsFailed = 0
         var members: [Member] = []
         var clusterVersion: String?
         /// Active alarms in the order they were raised (etcd's alarm store).
@@ -369,6 +372,7 @@ public final class EtcdServer: Sendable {
             softState: { [unowned self] lead, term, commit in
                 let woken = state.withLock { s -> [CheckedContinuation<Void, Never>] in
                     if s.leader != lead && lead != 0 {
+                        s.leaderChanges += 1
                         logger.info("raft.node: \(hex(memberID)) elected leader \(hex(lead)) at term \(term)", metadata: ["pkg": "raft"])
                     }
                     s.leader = lead
@@ -391,6 +395,7 @@ public final class EtcdServer: Sendable {
             },
             dropped: { [unowned self] id in
                 let w = state.withLock { s -> (Waiter, EtcdError)? in
+                    s.proposalsFailed += 1
                     guard let w = s.waiters.removeValue(forKey: id) else { return nil }
                     return (w, s.leader == 0 ? EtcdError.noLeader : EtcdError.stopped)
                 }

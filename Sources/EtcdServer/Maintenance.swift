@@ -34,7 +34,31 @@ enum Quota {
     }
 }
 
+/// The member's figures behind etcd's Prometheus metrics, read at scrape time.
+public struct ServerMetrics: Sendable {
+    public var hasLeader: Bool
+    public var leaderChanges: Int
+    public var proposalsCommitted: UInt64
+    public var proposalsApplied: UInt64
+    public var proposalsPending: Int
+    public var proposalsFailed: Int
+    public var keys: Int
+    public var dbSize: Int64
+    public var dbSizeInUse: Int64
+    public var quotaBytes: Int64
+}
+
 extension EtcdServer {
+    public func metrics() -> ServerMetrics {
+        state.withLock { s in
+            ServerMetrics(
+                hasLeader: s.leader != 0, leaderChanges: s.leaderChanges, proposalsCommitted: s.committed,
+                proposalsApplied: s.applied, proposalsPending: s.waiters.count, proposalsFailed: s.proposalsFailed,
+                keys: s.kv.indexedKeyCount, dbSize: backend.db.size, dbSizeInUse: backend.db.sizeInUse,
+                quotaBytes: quotaBytes ?? 0)
+        }
+    }
+
     /// The effective --quota-backend-bytes: 0 means etcd's default, negative disables it.
     var quotaBytes: Int64? {
         if config.quotaBackendBytes < 0 { return nil }

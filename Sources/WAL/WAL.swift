@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Synchronization
 import EtcdProto
@@ -23,6 +24,16 @@ import FileIO
 /// acknowledged before the sync that covers it, and no sync is skipped. If a write or sync
 /// fails, the WAL stops: every pending and later request fails (fail-stop, as etcd panics).
 public final class WAL: @unchecked Sendable {
+    /// etcd's etcd_disk_wal_fsync_duration_seconds (through swift-metrics; made per WAL, so
+    /// a metrics system bootstrapped before the WAL opens receives it).
+    private let fsyncTimer = CoreMetrics.Timer(label: "etcd_disk_wal_fsync_duration_seconds")
+
+    func timedSync(_ h: any FileIOHandle) throws {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try h.dataSync()
+        fsyncTimer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
+    }
+
     // @unchecked: the queue and phase are guarded by `cond`; writer state is touched only by
     // the writer thread (or before it starts / after it stopped); segments by their Mutex.
 
@@ -336,7 +347,7 @@ public final class WAL: @unchecked Sendable {
             let size = try tail.handle.size()
             try tail.handle.truncate(to: end)
             try tail.handle.preallocate(to: max(size, options.segmentBytes), keepSize: false)
-            if !options.unsafeNoFsync { try tail.handle.dataSync() }
+            if !options.unsafeNoFsync { try timedSync(tail.handle) }
         }
         if !match { throw .snapshotNotFound(index: start.index, term: start.term) }
 
@@ -601,7 +612,7 @@ public final class WAL: @unchecked Sendable {
 
     private func syncTail() throws(WALError) {
         if options.unsafeNoFsync { return }
-        try io { try encoder!.handle.dataSync() }
+        try io { try timedSync(encoder!.handle) }
     }
 
     /// Closes the tail segment (truncated to its records, synced) and continues in a new one

@@ -4,6 +4,8 @@ import EtcdConfig
 import EtcdServer
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 
 // swetcd: etcd's command line, environment and config file; then the member and one
 // client listener per --listen-client-urls entry, until SIGTERM or SIGINT.
@@ -44,6 +46,13 @@ if !FileManager.default.fileExists(atPath: config.effectiveWALDir), let error = 
     error.write()
     exit(error.exitCode)
 }
+
+// One Prometheus registry for the process: the WAL and Backend record their timers through
+// swift-metrics into it, and /metrics on every client URL emits it with etcd's names.
+let metrics = MetricsEndpoint()
+var metricsFactory = PrometheusMetricsFactory(registry: metrics.registry)
+for label in MetricsEndpoint.histogramLabels { metricsFactory.durationHistogramBuckets[label] = MetricsEndpoint.diskBuckets }
+MetricsSystem.bootstrap(metricsFactory)
 
 let embedLog = Logger(label: "embed")
 let mainLog = Logger(label: "etcdmain")
@@ -103,7 +112,7 @@ options.keepaliveInterval = config.grpcKeepAliveInterval
 options.keepaliveTimeout = config.grpcKeepAliveTimeout
 
 let listeners: [(url: EtcdURL, server: ClientServer)] = config.listenClientURLs.map { url in
-    (url, ClientServer(server: server, host: url.hostname, port: Int(url.port) ?? 2379, options: options))
+    (url, ClientServer(server: server, host: url.hostname, port: Int(url.port) ?? 2379, options: options, metrics: metrics))
 }
 
 // SIGTERM / SIGINT: stop accepting, finish what is in flight, exit.
