@@ -321,8 +321,8 @@ enum FlagTable {
         // version
         FlagSpec(name: "version", kind: .bool, yaml: nil, honoured: true, read: { _ in .bool(false) }, apply: { _, _ in }),
 
-        str("auto-compaction-retention", \.autoCompactionRetention, honoured: false),
-        str("auto-compaction-mode", \.autoCompactionMode, honoured: false),
+        str("auto-compaction-retention", \.autoCompactionRetention, honoured: true),
+        str("auto-compaction-mode", \.autoCompactionMode, honoured: true),
         bool("enable-pprof", \.enablePprof, honoured: false),
         str("metrics", \.metrics, honoured: false),
         str("auth-token", \.authToken, honoured: false),

@@ -144,7 +144,8 @@ enum GoStrconv {
 }
 
 /// Go's `time.Duration` arithmetic on a signed nanosecond count.
-enum GoDuration {
+/// Go's time.ParseDuration (nanoseconds), for flags and for the executable.
+public enum GoDuration {
     private static let units: [String: UInt64] = [
         "ns": 1,
         "us": 1_000,
@@ -157,7 +158,7 @@ enum GoDuration {
     ]
 
     /// `time.ParseDuration`; nil on any error (the `flag` package reports "parse error").
-    static func parse(_ input: String) -> Int64? {
+    public static func parse(_ input: String) -> Int64? {
         var s = Array(input.unicodeScalars)
         var negative = false
         if let c = s.first, c == "-" || c == "+" {
@@ -228,7 +229,7 @@ enum GoDuration {
     }
 
     /// `time.Duration.String()`, e.g. "2h0m0s", "100ms", "1.5s", "0s".
-    static func format(_ d: Int64) -> String {
+    public static func format(_ d: Int64) -> String {
         var u = d.magnitude
         let neg = d < 0
         if u < 1_000_000_000 {

@@ -96,6 +96,15 @@ serverConfig.snapshotCount = config.snapshotCount
 serverConfig.maxSnapshots = Int(config.maxSnapshots)
 serverConfig.maxWALs = Int(config.maxWALs)
 serverConfig.quotaBackendBytes = config.quotaBackendBytes
+let autoCompaction: AutoCompactor.Mode?
+do {
+    autoCompaction = try AutoCompactor.parse(
+        mode: config.autoCompactionMode, retention: config.autoCompactionRetention.isEmpty ? "0" : config.autoCompactionRetention,
+        parseDuration: GoDuration.parse)
+} catch {
+    mainLog.critical("\(error.message)")
+    exit(1)
+}
 let server: EtcdServer
 do {
     server = try await EtcdServer.start(
@@ -105,6 +114,7 @@ do {
     mainLog.critical("\(error.message)")
     exit(1)
 }
+let compactor = autoCompaction.map { server.startAutoCompaction($0, formatDuration: GoDuration.format) }
 
 var options = ClientServer.Options()
 options.keepaliveMinTime = config.grpcKeepAliveMinTime

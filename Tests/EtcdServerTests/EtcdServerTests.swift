@@ -447,3 +447,57 @@ final class Acknowledged: @unchecked Sendable {
         print("defragment: db \(before.dbSize) -> \(after.dbSize) bytes; slowest put+range during it \(worst)")
     }
 }
+
+@Suite struct AutoCompactorTests {
+    final class Recorder: @unchecked Sendable {
+        let lock = NSLock()
+        var rev: Int64 = 0
+        var compactions: [Int64] = []
+    }
+
+    @Test func retentionIsParsedAsEtcdParsesIt() throws {
+        let parse = { (m: String, r: String) throws(EtcdError) -> AutoCompactor.Mode? in
+            try AutoCompactor.parse(mode: m, retention: r, parseDuration: { $0 == "5m" ? 300_000_000_000 : ($0 == "1.5h" ? 5_400_000_000_000 : nil) })
+        }
+        #expect(try parse("periodic", "0") == nil)
+        #expect(try parse("periodic", "1") == .periodic(.seconds(3600)))
+        #expect(try parse("periodic", "5m") == .periodic(.seconds(300)))
+        #expect(try parse("periodic", "1.5h") == .periodic(.seconds(5400)))
+        #expect(try parse("revision", "1000") == .revision(1000))
+        #expect(throws: EtcdError(.invalidArgument, "error parsing CompactionRetention: time: invalid duration \"abc\"")) {
+            _ = try parse("periodic", "abc")
+        }
+    }
+
+    /// Periodic, 1 h: samples every 6 minutes; the first compaction after an hour goes to the
+    /// revision of an hour before, then one every hour.
+    @Test func periodicCompactsToTheRevisionOneRetentionAgo() {
+        let r = Recorder()
+        let c = AutoCompactor(mode: .periodic(.seconds(3600)), currentRevision: { r.lock.withLock { r.rev } }) { rev in
+            r.lock.withLock { r.compactions.append(rev) }
+        }
+        #expect(c.interval == .seconds(360))
+        let t0 = ContinuousClock.now
+        for minute in stride(from: 0, through: 150, by: 6) {
+            r.lock.withLock { r.rev = 1000 + Int64(minute) * 10 }   // ten revisions a minute
+            c.tick(now: t0 + .seconds(minute * 60))
+        }
+        // At minute 60 the sample of minute 0; at minute 120 the oldest of the 11 samples
+        // kept, that of minute 54 (etcd's loop samples before it waits).
+        #expect(r.compactions == [1000, 1540])
+    }
+
+    /// Revision, 1,000: compact to current - 1,000 when positive and new.
+    @Test func revisionModeKeepsTheLastRetentionRevisions() {
+        let r = Recorder()
+        let c = AutoCompactor(mode: .revision(1000), currentRevision: { r.lock.withLock { r.rev } }) { rev in
+            r.lock.withLock { r.compactions.append(rev) }
+        }
+        #expect(c.interval == .seconds(300))
+        for rev in [500, 1000, 1500, 1500, 4000] as [Int64] {
+            r.lock.withLock { r.rev = rev }
+            c.tick(now: .now)
+        }
+        #expect(r.compactions == [500, 3000])
+    }
+}
