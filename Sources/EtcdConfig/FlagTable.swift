@@ -237,7 +237,7 @@ enum FlagTable {
         str("wal-dir", \.walDir, honoured: true),
         urls("listen-peer-urls", \.listenPeerURLs, yamlLabel: "listen-peer-urls", honoured: false),
         urls("listen-client-urls", \.listenClientURLs, yamlLabel: "listen-client-urls", honoured: true),
-        urls("listen-metrics-urls", \.listenMetricsURLs, yamlLabel: "listen-metrics-urls", honoured: false),
+        urls("listen-metrics-urls", \.listenMetricsURLs, yamlLabel: "listen-metrics-urls", honoured: true),
         uint("max-snapshots", \.maxSnapshots, honoured: true),
         uint("max-wals", \.maxWALs, honoured: true),
         str("name", \.name, honoured: true),

@@ -121,9 +121,14 @@ options.keepaliveMinTime = config.grpcKeepAliveMinTime
 options.keepaliveInterval = config.grpcKeepAliveInterval
 options.keepaliveTimeout = config.grpcKeepAliveTimeout
 
-let listeners: [(url: EtcdURL, server: ClientServer)] = config.listenClientURLs.map { url in
-    (url, ClientServer(server: server, host: url.hostname, port: Int(url.port) ?? 2379, options: options, metrics: metrics))
-}
+// Client URLs serve gRPC and HTTP; --listen-metrics-urls serve the same listener for /metrics
+// and /health (as etcd's metrics listener), logged as etcd logs them.
+let listeners: [(url: EtcdURL, server: ClientServer, metricsOnly: Bool)] =
+    config.listenClientURLs.map { url in
+        (url, ClientServer(server: server, host: url.hostname, port: Int(url.port) ?? 2379, options: options, metrics: metrics), false)
+    } + config.listenMetricsURLs.map { url in
+        (url, ClientServer(server: server, host: url.hostname, port: Int(url.port) ?? 2379, options: options, metrics: metrics), true)
+    }
 
 // SIGTERM / SIGINT: stop accepting, finish what is in flight, exit.
 signal(SIGTERM, SIG_IGN)
@@ -155,6 +160,12 @@ let exitCode: Int32 = await withTaskGroup(of: Int32.self) { group in
         }
         group.addTask {
             guard await l.server.boundPort != nil else { return 0 }
+            if l.metricsOnly {
+                LogEntry(.info, "embed", "listening for metrics on \(l.url.description)",
+                         zap: .info, "serving metrics", fields: [.string("address", l.url.description)],
+                         caller: "embed/etcd.go:714").emit(logger: config.logger)
+                return 0
+            }
             let address = "\(l.url.hostname == "localhost" ? "127.0.0.1" : l.url.hostname):\(await l.server.boundPort ?? 0)"
             if config.logger != "zap" { embedLog.info("ready to serve client requests") }
             LogEntry(.notice, "embed", "serving insecure client requests on \(address), this is strongly discouraged!",
