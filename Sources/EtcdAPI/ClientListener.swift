@@ -136,9 +136,9 @@ public struct HTTPEndpoints: Sendable {
         }
     }
 
-    public let handle: @Sendable (_ method: HTTPMethod, _ uri: String) -> Response
+    public let handle: @Sendable (_ method: HTTPMethod, _ uri: String, _ body: [UInt8]) async -> Response
 
-    public init(handle: @escaping @Sendable (_ method: HTTPMethod, _ uri: String) -> Response) {
+    public init(handle: @escaping @Sendable (_ method: HTTPMethod, _ uri: String, _ body: [UInt8]) async -> Response) {
         self.handle = handle
     }
 }
@@ -150,6 +150,10 @@ final class HTTP1Handler: ChannelInboundHandler, Sendable {
 
     private let endpoints: HTTPEndpoints
     nonisolated(unsafe) private var head: HTTPRequestHead?
+    nonisolated(unsafe) private var body: [UInt8] = []
+    /// Bodies beyond this are cut (the JSON gateway's requests are small; gRPC-Go's limit
+    /// applies to the same requests over gRPC).
+    static let maxBody = 8 << 20
 
     init(endpoints: HTTPEndpoints) { self.endpoints = endpoints }
 
@@ -163,12 +167,26 @@ final class HTTP1Handler: ChannelInboundHandler, Sendable {
         switch unwrapInboundIn(data) {
         case .head(let h):
             head = h
-        case .body:
-            break
+            body = []
+        case .body(let buf):
+            if body.count + buf.readableBytes <= Self.maxBody { body += buf.readableBytesView }
         case .end:
             guard let h = head else { return }
             head = nil
-            let r = endpoints.handle(h.method, h.uri)
+            let requestBody = body
+            body = []
+            let endpoints = self.endpoints
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.makeFutureWithTask {
+                await endpoints.handle(h.method, h.uri, requestBody)
+            }.whenSuccess { r in
+                let (handler, context) = bound.value
+                handler.respond(context: context, head: h, r)
+            }
+        }
+    }
+
+    private func respond(context: ChannelHandlerContext, head h: HTTPRequestHead, _ r: HTTPEndpoints.Response) {
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: r.contentType)
             headers.add(name: "Content-Length", value: String(r.body.utf8.count))
@@ -179,6 +197,5 @@ final class HTTP1Handler: ChannelInboundHandler, Sendable {
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
                 if !keepAlive { context.close(promise: nil) }
             }
-        }
     }
 }

@@ -62,7 +62,8 @@ public final class ClientServer: Sendable {
     public func shutDown() { grpc.beginGracefulShutdown() }
 
     static func httpEndpoints(_ server: EtcdServer, _ metrics: MetricsEndpoint) -> HTTPEndpoints {
-        HTTPEndpoints { method, uri in
+        let gateway = JSONGateway(server: server)
+        return HTTPEndpoints { method, uri, body in
             let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
             switch path {
             case "/version":
@@ -73,6 +74,7 @@ public final class ClientServer: Sendable {
                 // etcd writes it without a content type; Go's sniffing makes it text/plain.
                 return .init(contentType: "text/plain; charset=utf-8", body: #"{"health":"true"}"#)
             default:
+                if let r = await gateway.handle(method: method, path: path, body: body) { return r }
                 return .init(status: .notFound, contentType: "text/plain; charset=utf-8", body: "404 page not found\n")
             }
         }

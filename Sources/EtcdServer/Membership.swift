@@ -124,11 +124,17 @@ struct MemberContext: Equatable {
         return Data((out + "}").utf8)
     }
 
-    /// JSON helpers shared by the member and v2 store encoders.
-    static func list(_ xs: [String]) -> String { "[" + xs.map(quote).joined(separator: ",") + "]" }
+    static func list(_ xs: [String]) -> String { JSONText.list(xs) }
+    static func quote(_ s: String) -> String { JSONText.quote(s) }
+}
 
-    static func quote(_ s: String) -> String {
+/// JSON string literals as Go's encoding/json writes them (slashes unescaped), for the JSON
+/// swetcd writes by hand: member records, the v2 store, gateway errors.
+public enum JSONText {
+    public static func quote(_ s: String) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
         return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
     }
+
+    public static func list(_ xs: [String]) -> String { "[" + xs.map(quote).joined(separator: ",") + "]" }
 }
