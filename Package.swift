@@ -91,7 +91,9 @@ let package = Package(
         .testTarget(name: "BackendTests", dependencies: ["Backend", "FileIO"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "EtcdProto"]),
         .testTarget(name: "WALTests", dependencies: ["WAL", "FileIO", "EtcdProto"]),
-        .testTarget(name: "EtcdServerTests", dependencies: ["EtcdServer", "EtcdProto", "FileIO"]),
+        .testTarget(
+            name: "EtcdServerTests",
+            dependencies: ["EtcdServer", "EtcdProto", "FileIO", "Backend", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(
             name: "EtcdAPITests",
             dependencies: [
