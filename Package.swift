@@ -42,11 +42,13 @@ let package = Package(
         .target(name: "Backend", dependencies: ["FileIO", .product(name: "CoreMetrics", package: "swift-metrics")]),
         // Revisions, key index, range/put/delete/txn, compaction.
         .target(name: "MVCC", dependencies: ["EtcdProto", "Backend", "FileIO"]),
+        // etcd's lessor: leases, their keys and expiry, persisted in the lease bucket.
+        .target(name: "Lease", dependencies: ["EtcdProto", "Backend"]),
         // The member: submit/apply boundary, apply loop, IDs, cluster metadata.
         .target(
             name: "EtcdServer",
             dependencies: [
-                "EtcdProto", "MVCC", "Raft", "WAL", "FileIO", "Backend",
+                "EtcdProto", "MVCC", "Raft", "WAL", "FileIO", "Backend", "Lease",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

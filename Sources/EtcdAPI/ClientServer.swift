@@ -45,6 +45,7 @@ public final class ClientServer: Sendable {
                 KVGRPC(kv: KVService(server: server), receiveLimit: receiveLimit),
                 MaintenanceGRPC(maintenance: MaintenanceService(server: server)),
                 ClusterGRPC(cluster: ClusterService(server: server)),
+                LeaseGRPC(lease: LeaseService(server: server)),
             ])
     }
 

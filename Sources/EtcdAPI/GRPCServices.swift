@@ -75,6 +75,35 @@ struct MaintenanceGRPC: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     }
 }
 
+struct LeaseGRPC: Etcdserverpb_Lease.SimpleServiceProtocol {
+    let lease: LeaseService
+
+    func leaseGrant(request: Etcdserverpb_LeaseGrantRequest, context: ServerContext) async throws -> Etcdserverpb_LeaseGrantResponse {
+        try await lease.grant(request)
+    }
+
+    func leaseRevoke(request: Etcdserverpb_LeaseRevokeRequest, context: ServerContext) async throws -> Etcdserverpb_LeaseRevokeResponse {
+        try await lease.revoke(request)
+    }
+
+    func leaseKeepAlive(
+        request: RPCAsyncSequence<Etcdserverpb_LeaseKeepAliveRequest, any Error>,
+        response: RPCWriter<Etcdserverpb_LeaseKeepAliveResponse>, context: ServerContext
+    ) async throws {
+        for try await r in request {
+            try await response.write(try lease.keepAlive(r))
+        }
+    }
+
+    func leaseTimeToLive(request: Etcdserverpb_LeaseTimeToLiveRequest, context: ServerContext) async throws -> Etcdserverpb_LeaseTimeToLiveResponse {
+        try await lease.timeToLive(request)
+    }
+
+    func leaseLeases(request: Etcdserverpb_LeaseLeasesRequest, context: ServerContext) async throws -> Etcdserverpb_LeaseLeasesResponse {
+        try await lease.leases(request)
+    }
+}
+
 struct ClusterGRPC: Etcdserverpb_Cluster.SimpleServiceProtocol {
     let cluster: ClusterService
 

@@ -110,6 +110,33 @@ public struct MaintenanceService: Sendable {
     }
 }
 
+/// etcd's LeaseServer: grant and revoke through the log, keepalives on the leader.
+public struct LeaseService: Sendable {
+    let server: EtcdServer
+
+    public init(server: EtcdServer) { self.server = server }
+
+    public func grant(_ r: Etcdserverpb_LeaseGrantRequest) async throws(EtcdError) -> Etcdserverpb_LeaseGrantResponse {
+        try await server.leaseGrant(r)
+    }
+
+    public func revoke(_ r: Etcdserverpb_LeaseRevokeRequest) async throws(EtcdError) -> Etcdserverpb_LeaseRevokeResponse {
+        try await server.leaseRevoke(r)
+    }
+
+    public func keepAlive(_ r: Etcdserverpb_LeaseKeepAliveRequest) throws(EtcdError) -> Etcdserverpb_LeaseKeepAliveResponse {
+        try server.leaseRenew(r.id)
+    }
+
+    public func timeToLive(_ r: Etcdserverpb_LeaseTimeToLiveRequest) async throws(EtcdError) -> Etcdserverpb_LeaseTimeToLiveResponse {
+        try await server.leaseTimeToLive(r)
+    }
+
+    public func leases(_ r: Etcdserverpb_LeaseLeasesRequest) async throws(EtcdError) -> Etcdserverpb_LeaseLeasesResponse {
+        try await server.leaseLeases()
+    }
+}
+
 public struct ClusterService: Sendable {
     let server: EtcdServer
 

@@ -1,3 +1,4 @@
+import Lease
 import MVCC
 
 /// An error as etcd reports it to clients: a gRPC status code and etcd's exact message.
@@ -38,6 +39,8 @@ public struct EtcdError: Error, Sendable, Equatable, CustomStringConvertible {
 
     // Lease.
     public static let leaseNotFound = EtcdError(.notFound, "etcdserver: requested lease not found")
+    public static let leaseExists = EtcdError(.failedPrecondition, "etcdserver: lease already exists")
+    public static let leaseTTLTooLarge = EtcdError(.outOfRange, "etcdserver: too large lease TTL")
 
     // Server state.
     public static let noLeader = EtcdError(.unavailable, "etcdserver: no leader")
@@ -60,6 +63,17 @@ extension EtcdError {
         case .keyNotFound: self = .keyNotFound
         case .leaseNotFound: self = .leaseNotFound
         case .storage(let message): self = EtcdError(.internal, "swetcd: \(message)")
+        }
+    }
+}
+
+extension EtcdError {
+    /// The client-visible form of a lessor error.
+    public init(_ error: LeaseError) {
+        switch error {
+        case .notFound: self = .leaseNotFound
+        case .exists: self = .leaseExists
+        case .ttlTooLarge: self = .leaseTTLTooLarge
         }
     }
 }

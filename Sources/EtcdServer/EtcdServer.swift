@@ -3,6 +3,7 @@ import Dispatch
 import EtcdProto
 import FileIO
 import Foundation
+import Lease
 import Logging
 import MVCC
 import Raft
@@ -78,6 +79,8 @@ public enum AppliedResponse: Sendable {
     case txn(Etcdserverpb_TxnResponse)
     case compaction(Etcdserverpb_CompactionResponse)
     case alarm(Etcdserverpb_AlarmResponse)
+    case leaseGrant(Etcdserverpb_LeaseGrantResponse)
+    case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
     case none
 }
 
@@ -112,10 +115,11 @@ public final class EtcdServer: Sendable {
     public let clusterID: UInt64
     let logger: Logger
     let state: Mutex<State>
-    private let requestIDs: RequestIDGenerator
+    let requestIDs: RequestIDGenerator
     private let driver: Mutex<RaftDriver?> = Mutex(nil)
     private let dataDirLock: Mutex<(any DirectoryLock)?> = Mutex(nil)
     let backend: BatchedBackend
+    let leaseExpiry = TimerHolder()
     /// What the last start read: the snapshot it began from and the WAL entries after it.
     public struct StartupReport: Sendable {
         public var snapshotIndex: UInt64 = 0
@@ -129,6 +133,9 @@ public final class EtcdServer: Sendable {
 
     struct State: ~Copyable {
         var kv: KVStore
+        var lessor: Lessor
+        /// Expired leases whose revocation is proposed and not yet applied.
+        var revoking: Set<Int64> = []
         var startup = StartupReport()
         /// etcd_server_leader_changes_seen_total and etcd_server_proposals_failed_total.
         var leaderChanges = 0
@@ -248,6 +255,7 @@ public final class EtcdServer: Sendable {
         }
         driver.start(tick: .milliseconds(config.heartbeatMs), fastForwardTicks: singleVoter ? electionTicks - 1 : 0)
         await server.waitForLeader()
+        server.leaseExpiry.set(server.startLeaseExpiry())
         try await server.publish()
         return server
     }
@@ -260,8 +268,16 @@ public final class EtcdServer: Sendable {
         self.requestIDs = RequestIDGenerator(memberID: memberID)
         self.backend = kv.backend
         let persisted = try ServerBackend.load(kv.backend)
-        self.state = Mutex(State(kv: kv, members: persisted.members, clusterVersion: persisted.clusterVersion,
-                                 alarms: persisted.alarms))
+        // etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds rounded up.
+        let electionTicks = max(1, config.electionMs / max(1, config.heartbeatMs))
+        let minTTLms = (3 * electionTicks / 2) * config.heartbeatMs
+        let lessor = try Lessor(backend: kv.backend, minTTL: Int64((minTTLms + 999) / 1000))
+        for (key, lease) in kv.restoredLeaseItems { lessor.keyPut(key, lease: lease) }
+        kv.leaseExists = { lessor.contains($0) }
+        kv.onKeyPut = { lessor.keyPut($0, lease: $1) }
+        kv.onKeyDeleted = { lessor.keyDeleted($0) }
+        self.state = Mutex(State(kv: kv, lessor: lessor, members: persisted.members,
+                                 clusterVersion: persisted.clusterVersion, alarms: persisted.alarms))
     }
 
     /// etcd 3.4 takes the membership at a snapshot from the v2 store inside it (a data dir
@@ -316,6 +332,7 @@ public final class EtcdServer: Sendable {
 
     /// Stops Raft and closes the WAL; pending requests fail with "server stopped".
     public func stop() {
+        leaseExpiry.cancel()
         let d = driver.withLock { d -> RaftDriver? in defer { d = nil }; return d }
         d?.stop()
         let waiters = state.withLock { s -> [Waiter] in
@@ -371,6 +388,12 @@ public final class EtcdServer: Sendable {
             apply: { [unowned self] entries, node in applyCommitted(entries, node) },
             softState: { [unowned self] lead, term, commit in
                 let woken = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                    // etcd's lessor Promote/Demote follow the leadership.
+                    if lead == memberID && s.leader != memberID {
+                        s.lessor.promote(now: .now, extend: .milliseconds(config.electionMs))
+                    } else if lead != memberID && s.leader == memberID {
+                        s.lessor.demote()
+                    }
                     if s.leader != lead && lead != 0 {
                         s.leaderChanges += 1
                         logger.info("raft.node: \(hex(memberID)) elected leader \(hex(lead)) at term \(term)", metadata: ["pkg": "raft"])
@@ -491,6 +514,8 @@ public final class EtcdServer: Sendable {
                 result = .success(.txn(try s.kv.txn(request.txn)))
             } else if request.hasCompaction {
                 result = .success(.compaction(try s.kv.compact(request.compaction)))
+            } else if request.hasLeaseGrant || request.hasLeaseRevoke {
+                result = applyLease(request, &s)
             } else if request.hasAlarm {
                 result = .success(.alarm(applyAlarm(request.alarm, &s.alarms)))
                 ServerBackend.saveAlarm(request.alarm, backend)
@@ -503,6 +528,26 @@ public final class EtcdServer: Sendable {
             result = .failure(EtcdError(error))
         }
         return (request.header.id, result)
+    }
+
+    /// LeaseGrant and LeaseRevoke (etcd: applierV3backend): a revoke deletes the lease's keys
+    /// in one revision.
+    private func applyLease(_ r: Etcdserverpb_InternalRaftRequest, _ s: inout State) -> Result<AppliedResponse, EtcdError> {
+        do throws(LeaseError) {
+            if r.hasLeaseGrant {
+                var resp = Etcdserverpb_LeaseGrantResponse()
+                resp.ttl = try s.lessor.grant(id: r.leaseGrant.id, ttl: r.leaseGrant.ttl, now: .now)
+                resp.id = r.leaseGrant.id
+                return .success(.leaseGrant(resp))
+            }
+            let keys = try s.lessor.revoke(id: r.leaseRevoke.id)
+            s.revoking.remove(r.leaseRevoke.id)
+            if !keys.isEmpty { _ = s.kv.deleteKeys(keys) }
+            return .success(.leaseRevoke(Etcdserverpb_LeaseRevokeResponse()))
+        } catch {
+            if r.hasLeaseRevoke { s.revoking.remove(r.leaseRevoke.id) }
+            return .failure(EtcdError(error))
+        }
     }
 
     /// etcd's capped and corrupt appliers: with a NOSPACE alarm raised, writes that could

@@ -49,6 +49,12 @@ public final class KVStore {
     /// Whether a lease exists. Until the Lease module is wired in, no lease exists, so
     /// any put with lease != 0 fails with `.leaseNotFound`.
     public var leaseExists: (Int64) -> Bool = { _ in false }
+    /// Told of every put (key, lease; 0 for none) and every deleted key, in apply order, so
+    /// the lessor keeps its key lists (etcd: Attach/Detach in storeTxnWrite).
+    public var onKeyPut: (Data, Int64) -> Void = { _, _ in }
+    public var onKeyDeleted: (Data) -> Void = { _ in }
+    /// After restore: the lease of every live key that has one (etcd: keyToLease).
+    public internal(set) var restoredLeaseItems: [Data: Int64] = [:]
 
     /// The changes made by the most recent `put`, `deleteRange` or `txn` call, in
     /// revision order, as watch events (DELETE events carry only key and
@@ -154,6 +160,16 @@ public final class KVStore {
         return try applyTxn(r)
     }
 
+    /// Deletes these keys in one revision (etcd's lease revocation: a DeleteRange per key in
+    /// one write txn); keys no longer live are skipped. Returns the header revision.
+    public func deleteKeys(_ keys: [Data]) -> Int64 {
+        lastWriteEvents = []
+        var view = TxnView(isWrite: true, beginRev: currentRev)
+        for k in keys { _ = txnDeleteRange(k, .single, &view) }
+        endWrite(view)
+        return currentRev
+    }
+
     /// Compaction to r.revision: `.compacted` if <= the last compaction revision,
     /// `.futureRevision` if > currentRevision. Keeps, for every key, the latest
     /// revision at or below the compact revision unless it is a tombstone; all later
@@ -233,6 +249,7 @@ public final class KVStore {
         kv.lease = lease
         log.append(idxRev, kv, tombstone: false)
         index.put(key, idxRev)
+        onKeyPut(key, lease)
         var ev = Mvccpb_Event()
         ev.type = .put
         ev.kv = kv
@@ -250,6 +267,7 @@ public final class KVStore {
             log.append(idxRev, kv, tombstone: true)
             let ok = index.tombstone(k, idxRev)
             precondition(ok, "tombstone of a live key failed")
+            onKeyDeleted(k)
             var ev = Mvccpb_Event()
             ev.type = .delete
             kv.modRevision = idxRev.main

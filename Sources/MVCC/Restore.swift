@@ -29,6 +29,11 @@ extension KVStore {
                 let kv = try Mvccpb_KeyValue(serializedBytes: e.value)
                 currentRev = rev.main
                 let tombstone = e.key.count == 18
+                if tombstone || kv.lease == 0 {
+                    restoredLeaseItems[kv.key] = nil
+                } else {
+                    restoredLeaseItems[kv.key] = kv.lease
+                }
                 if let ki = index.keyIndex(kv.key) {
                     if tombstone {
                         ki.tombstone(rev)
