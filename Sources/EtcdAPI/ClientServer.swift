@@ -46,6 +46,7 @@ public final class ClientServer: Sendable {
                 MaintenanceGRPC(maintenance: MaintenanceService(server: server)),
                 ClusterGRPC(cluster: ClusterService(server: server)),
                 LeaseGRPC(lease: LeaseService(server: server)),
+                WatchGRPC(server: server),
             ])
     }
 

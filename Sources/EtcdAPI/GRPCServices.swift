@@ -75,6 +75,38 @@ struct MaintenanceGRPC: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     }
 }
 
+/// etcd's Watch stream: requests (create, cancel, progress) are read while responses —
+/// control answers and events of every watcher, in one order — are written.
+struct WatchGRPC: Etcdserverpb_Watch.SimpleServiceProtocol {
+    let server: EtcdServer
+
+    func watch(
+        request: RPCAsyncSequence<Etcdserverpb_WatchRequest, any Error>,
+        response: RPCWriter<Etcdserverpb_WatchResponse>, context: ServerContext
+    ) async throws {
+        let session = server.watchSession()
+        defer { session.close() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await r in session.responses { try await response.write(r) }
+            }
+            group.addTask {
+                defer { session.close() }
+                for try await r in request {
+                    switch r.requestUnion {
+                    case .createRequest(let c)?: session.create(c)
+                    case .cancelRequest(let c)?: session.cancel(c.watchID)
+                    case .progressRequest?: session.progress()
+                    case nil: break
+                    }
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}
+
 struct LeaseGRPC: Etcdserverpb_Lease.SimpleServiceProtocol {
     let lease: LeaseService
 

@@ -37,6 +37,8 @@ public struct ServerConfig: Sendable {
     public var walSegmentBytes: Int64 = 64_000_000
     /// etcd's --quota-backend-bytes: 0 for etcd's default (2 GiB), negative to disable.
     public var quotaBackendBytes: Int64 = 0
+    /// etcd's --experimental-watch-progress-notify-interval (10 minutes).
+    public var watchProgressNotifyInterval: Duration = .seconds(600)
     /// All file I/O goes through this (a faulty one in crash tests).
     public var fileSystem: any FileSystem
     /// Called when the member cannot persist and stops (etcd panics): by default the
@@ -136,6 +138,9 @@ public final class EtcdServer: Sendable {
         var lessor: Lessor
         /// Expired leases whose revocation is proposed and not yet applied.
         var revoking: Set<Int64> = []
+        /// Watch streams and their watchers (see WatchSession).
+        var watchSessions: [Int: WatchSessionState] = [:]
+        var nextWatchSession = 0
         var startup = StartupReport()
         /// etcd_server_leader_changes_seen_total and etcd_server_proposals_failed_total.
         var leaderChanges = 0
@@ -256,7 +261,13 @@ public final class EtcdServer: Sendable {
         driver.start(tick: .milliseconds(config.heartbeatMs), fastForwardTicks: singleVoter ? electionTicks - 1 : 0)
         await server.waitForLeader()
         server.leaseExpiry.set(server.startLeaseExpiry())
-        try await server.publish()
+        do {
+            try await server.publish()
+        } catch {
+            // Never leave a running Raft loop behind a member that failed to start.
+            server.stop()
+            throw error
+        }
         return server
     }
 
@@ -385,8 +396,9 @@ public final class EtcdServer: Sendable {
 
     private func driverCallbacks() -> RaftDriver.Callbacks {
         RaftDriver.Callbacks(
-            apply: { [unowned self] entries, node in applyCommitted(entries, node) },
-            softState: { [unowned self] lead, term, commit in
+            apply: { [weak self] entries, node in self?.applyCommitted(entries, node) },
+            softState: { [weak self] lead, term, commit in
+                guard let self else { return }
                 let woken = state.withLock { s -> [CheckedContinuation<Void, Never>] in
                     // etcd's lessor Promote/Demote follow the leadership.
                     if lead == memberID && s.leader != memberID {
@@ -407,7 +419,8 @@ public final class EtcdServer: Sendable {
                 }
                 for w in woken { w.resume() }
             },
-            failed: { [unowned self] message in
+            failed: { [weak self] message in
+                guard let self else { return }
                 logger.critical("\(message)")
                 let waiters = state.withLock { s -> [Waiter] in
                     defer { s.waiters.removeAll() }
@@ -416,7 +429,8 @@ public final class EtcdServer: Sendable {
                 for w in waiters { w.resume(returning: .failure(.stopped)) }
                 config.onFatal(message)
             },
-            dropped: { [unowned self] id in
+            dropped: { [weak self] id in
+                guard let self else { return }
                 let w = state.withLock { s -> (Waiter, EtcdError)? in
                     s.proposalsFailed += 1
                     guard let w = s.waiters.removeValue(forKey: id) else { return nil }
@@ -424,7 +438,8 @@ public final class EtcdServer: Sendable {
                 }
                 if let (w, e) = w { w.resume(returning: .failure(e)) }
             },
-            snapshotData: { [unowned self] index in
+            snapshotData: { [weak self] index in
+                guard let self else { throw EtcdError.stopped }
                 // Everything applied so far must be in the backend before the WAL before
                 // `index` may go (etcd: KV().Commit() in snapshot()).
                 return try state.withLock { s throws in
@@ -432,7 +447,8 @@ public final class EtcdServer: Sendable {
                     return V2Store.json(members: s.members, clusterVersion: s.clusterVersion, index: index)
                 }
             },
-            snapshotTaken: { [unowned self] index, term in
+            snapshotTaken: { [weak self] index, term in
+                guard let self else { return }
                 logger.info("saved snapshot at index \(index) (term \(term))", metadata: ["pkg": "etcdserver"])
             })
     }
@@ -526,6 +542,9 @@ public final class EtcdServer: Sendable {
             }
         } catch {
             result = .failure(EtcdError(error))
+        }
+        if case .success = result, request.hasPut || request.hasDeleteRange || request.hasTxn || request.hasLeaseRevoke {
+            notifyWatchers(s.kv.lastWriteEvents, &s)
         }
         return (request.header.id, result)
     }
@@ -669,6 +688,9 @@ public final class EtcdServer: Sendable {
     public var raftTerm: UInt64 { state.withLock { $0.term } }
 
     public var currentRevision: Int64 { state.withLock { $0.kv.currentRevision } }
+
+    /// The revision of the last compaction (0 before any).
+    public var compactedRevision: Int64 { state.withLock { $0.kv.compactedRevision } }
 
     public func status() -> ServerStatus {
         state.withLock { s in

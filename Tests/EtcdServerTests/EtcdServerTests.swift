@@ -568,6 +568,11 @@ final class Acknowledged: @unchecked Sendable {
         p.key = Data("kept".utf8)
         _ = try await s.put(p)
         let before = s.currentRevision
+        let watcher = s.watchSession()
+        var wc = Etcdserverpb_WatchCreateRequest()
+        wc.key = Data([0])
+        wc.rangeEnd = Data([0])
+        watcher.create(wc)
         let deadline = ContinuousClock.now + .seconds(20)
         var ttl = Etcdserverpb_LeaseTimeToLiveRequest()
         ttl.id = lease.id
@@ -583,6 +588,12 @@ final class Acknowledged: @unchecked Sendable {
         all.revision = before
         #expect(try await s.range(all).kvs.count == 4)
         #expect(try await s.leaseLeases().leases.isEmpty)
+        // A watcher saw the three deletes, together, once.
+        let seen = await WatchTests.collect(watcher, until: before + 1).filter { !$0.events.isEmpty }
+        watcher.close()
+        #expect(seen.count == 1)
+        #expect(seen.first?.events.map(\.type) == [.delete, .delete, .delete])
+        #expect(seen.first?.events.map(\.kv.modRevision) == [before + 1, before + 1, before + 1])
     }
 
     /// Leases and their keys persist: after a restart the lease is there with its keys and a
@@ -613,5 +624,129 @@ final class Acknowledged: @unchecked Sendable {
         var get = Etcdserverpb_RangeRequest()
         get.key = Data("k".utf8)
         #expect(try await r.range(get).kvs.isEmpty)
+    }
+}
+
+@Suite struct WatchTests {
+    /// Everything a watch stream has delivered so far: a progress request is answered after
+    /// every event already applied (events are queued at apply time), so its answer (watch
+    /// ID -1) ends the collection.
+    static func collect(_ session: WatchSession, until last: Int64) async -> [Etcdserverpb_WatchResponse] {
+        session.progress()
+        var out: [Etcdserverpb_WatchResponse] = []
+        for await r in session.responses {
+            if r.watchID == -1 && !r.created { break }
+            out.append(r)
+        }
+        return out
+    }
+
+    /// Random writes (puts, deletes, multi-key txns) and compactions; a watcher from
+    /// revision 1 records the whole history; watchers created later at random start
+    /// revisions and ranges must see exactly that history from their start on — in order,
+    /// never twice, every revision whole in one response — or, below the compaction, be
+    /// canceled with the compact revision.
+    @Test(arguments: [UInt64(1), 2, 3, 4, 5])
+    func watchersSeeTheHistoryFromAnyRevision(seed: UInt64) async throws {
+        let s = try await RequestPathTests().makeServer(fs: FaultyFileSystem(seed: 40 + seed))
+        defer { s.stop() }
+        var rng = SplitMix64(seed: seed)
+        func rand(_ n: Int) -> Int { Int(rng.next() % UInt64(n)) }
+        let keys = (0..<12).map { Data("k\($0)".utf8) }
+        let full = s.watchSession()
+        var create = Etcdserverpb_WatchCreateRequest()
+        create.key = Data([0])
+        create.rangeEnd = Data([0])
+        create.startRevision = 1
+        full.create(create)
+        struct Later { let session: WatchSession; let start: Int64; let key: Data; let end: Data; let compactedAt: Int64 }
+        var later: [Later] = []
+        for step in 0..<300 {
+            switch rand(10) {
+            case 0..<5:
+                var p = Etcdserverpb_PutRequest()
+                p.key = keys[rand(keys.count)]
+                p.value = Data("v\(step)".utf8)
+                _ = try await s.put(p)
+            case 5..<7:
+                var d = Etcdserverpb_DeleteRangeRequest()
+                d.key = keys[rand(keys.count)]
+                if rand(2) == 0 { d.rangeEnd = Data("k5".utf8) }
+                _ = try await s.deleteRange(d)
+            case 7..<9:
+                var t = Etcdserverpb_TxnRequest()
+                for _ in 0..<(1 + rand(3)) {
+                    var op = Etcdserverpb_RequestOp()
+                    var p = Etcdserverpb_PutRequest()
+                    p.key = keys[rand(keys.count)]
+                    op.requestPut = p
+                    if !t.success.contains(where: { $0.requestPut.key == p.key }) { t.success.append(op) }
+                }
+                _ = try await s.txn(t)
+            default:
+                if rand(3) == 0 && s.currentRevision > 5 {
+                    var c = Etcdserverpb_CompactionRequest()
+                    c.revision = s.currentRevision - Int64(rand(5))
+                    _ = try? await s.compact(c)
+                }
+            }
+            if rand(15) == 0 {
+                let session = s.watchSession()
+                var c = Etcdserverpb_WatchCreateRequest()
+                let lo = rand(keys.count)
+                c.key = keys[lo]
+                c.rangeEnd = rand(2) == 0 ? Data() : Data([0])
+                c.startRevision = Int64(1 + rand(Int(s.currentRevision)))
+                // Exactly at the compaction only what compaction kept remains (no DELETE at
+                // it), as in etcd: start just above it instead.
+                if c.startRevision == s.compactedRevision { c.startRevision += 1 }
+                session.create(c)
+                later.append(Later(session: session, start: c.startRevision, key: c.key, end: c.rangeEnd,
+                                   compactedAt: s.compactedRevision))
+            }
+        }
+        // A last write at the end of the key space.
+        var p = Etcdserverpb_PutRequest()
+        p.key = Data([0xff])
+        _ = try await s.put(p)
+        let last = s.currentRevision
+        let history = await Self.collect(full, until: last)
+        #expect(history.first?.created == true)
+        var events: [Mvccpb_Event] = []
+        for r in history.dropFirst() {
+            // Live responses hold exactly one revision each.
+            #expect(Set(r.events.map(\.kv.modRevision)).count == 1)
+            events += r.events
+        }
+        #expect(events.map(\.kv.modRevision) == events.map(\.kv.modRevision).sorted())
+        #expect(events.last?.kv.modRevision == last)
+        full.close()
+        var checked = 0, canceled = 0
+        for l in later {
+            let got = await Self.collect(l.session, until: last)
+            l.session.close()
+            guard got.count > 1 else { continue }
+            if got[1].canceled {
+                #expect(got[1].compactRevision > l.start, "canceled without cause")
+                canceled += 1
+                continue
+            }
+            func inRange(_ k: Data) -> Bool {
+                if l.end.isEmpty { return k == l.key }
+                return !k.lexicographicallyPrecedes(l.key)
+            }
+            let want = events.filter { $0.kv.modRevision >= l.start && inRange($0.kv.key) }
+            let seen = got.dropFirst().flatMap(\.events)
+            #expect(seen == want, "seed \(seed): watcher from \(l.start)")
+            for r in got.dropFirst() {
+                // A revision is never split across responses.
+                for rev in Set(r.events.map(\.kv.modRevision)) {
+                    #expect(r.events.filter { $0.kv.modRevision == rev }.count == want.filter { $0.kv.modRevision == rev }.count)
+                }
+            }
+            checked += 1
+        }
+        #expect(checked > 0)
+        print("watch seed \(seed): \(events.count) events up to revision \(last); \(checked) later watchers matched, \(canceled) canceled by compaction")
     }
 }
