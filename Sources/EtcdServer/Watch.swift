@@ -58,10 +58,7 @@ public final class WatchSession: Sendable {
 
     /// A progress request: the current revision, with watch ID -1 (etcd 3.4).
     public func progress() {
-        var resp = Etcdserverpb_WatchResponse()
-        resp.watchID = -1
-        resp.header = server.watchHeader(server.currentRevision)
-        continuation.yield(resp)
+        server.watchProgressRequest(self)
     }
 
     /// Every `interval`, watchers created with progress_notify get an empty response with
@@ -99,13 +96,15 @@ extension EtcdServer {
         return session
     }
 
-    func watchHeader(_ revision: Int64) -> Etcdserverpb_ResponseHeader {
-        var h = Etcdserverpb_ResponseHeader()
-        h.revision = revision
-        h.clusterID = clusterID
-        h.memberID = memberID
-        h.raftTerm = state.withLock { $0.term }
-        return h
+    /// A progress request's answer, queued under the state lock like events, so it follows
+    /// every event already applied.
+    func watchProgressRequest(_ session: WatchSession) {
+        state.withLock { s in
+            var resp = Etcdserverpb_WatchResponse()
+            resp.watchID = -1
+            resp.header = header(s.kv.currentRevision, &s)
+            session.continuation.yield(resp)
+        }
     }
 
     private func header(_ revision: Int64, _ s: inout State) -> Etcdserverpb_ResponseHeader {

@@ -32,6 +32,16 @@ import Testing
     }
 }
 
+/// A Range over the whole key space (optionally counting only, or at a past revision).
+func wholeKeySpace(countOnly: Bool = false, at revision: Int64 = 0) -> Etcdserverpb_RangeRequest {
+    var r = Etcdserverpb_RangeRequest()
+    r.key = Data([0])
+    r.rangeEnd = Data([0])
+    r.countOnly = countOnly
+    r.revision = revision
+    return r
+}
+
 /// Writes acknowledged to the proposers of a crash test.
 final class Acknowledged: @unchecked Sendable {
     private let lock = NSLock()
@@ -267,10 +277,7 @@ final class Acknowledged: @unchecked Sendable {
             #expect(kv?.modRevision == revision, "acknowledged \(key)@\(revision) lost")
         }
         // Revisions continue without a gap: every revision up to the current one holds a write.
-        var all = Etcdserverpb_RangeRequest()
-        all.key = Data([0])
-        all.rangeEnd = Data([0])
-        let kvs = try await r.range(all).kvs
+        let kvs = try await r.range(wholeKeySpace()).kvs
         #expect(r.currentRevision >= 1 + Int64(acked.count))
         #expect(Set(kvs.map(\.modRevision)) == Set((1...r.currentRevision).dropFirst()))
     }
@@ -322,10 +329,7 @@ final class Acknowledged: @unchecked Sendable {
         #expect(UInt64(report.walEntries) <= applied - report.snapshotIndex)
         #expect(report.consistentIndex >= report.snapshotIndex)
         #expect(r.currentRevision == 2001)
-        var all = Etcdserverpb_RangeRequest()
-        all.key = Data([0])
-        all.rangeEnd = Data([0])
-        all.countOnly = true
+        let all = wholeKeySpace(countOnly: true)
         #expect(try await r.range(all).count == 2000)
         #expect(r.members.map(\.name) == ["default"])
         var put = Etcdserverpb_PutRequest()
@@ -360,10 +364,7 @@ final class Acknowledged: @unchecked Sendable {
         #expect(report.snapshotIndex > 100_000)
         #expect(report.walEntries < 100_000)
         #expect(UInt64(report.walEntries) <= applied - report.snapshotIndex)
-        var all = Etcdserverpb_RangeRequest()
-        all.key = Data([0])
-        all.rangeEnd = Data([0])
-        all.countOnly = true
+        let all = wholeKeySpace(countOnly: true)
         #expect(try await r.range(all).count == Int64(total))
         #expect(r.currentRevision == Int64(total) + 1)
     }
@@ -484,10 +485,7 @@ final class Acknowledged: @unchecked Sendable {
         let after = s.status()
         #expect(after.dbSize < before.dbSize, "db size \(before.dbSize) -> \(after.dbSize)")
         #expect(after.dbSize - after.dbSizeInUse <= 2 * 4096)
-        var all = Etcdserverpb_RangeRequest()
-        all.key = Data([0])
-        all.rangeEnd = Data([0])
-        all.countOnly = true
+        let all = wholeKeySpace(countOnly: true)
         let kept = (0..<3000).filter { i in let k = "k\(i)"; return !(k >= "k1" && k < "k9") }.count
         #expect(try await s.range(all).count == Int64(kept + 50))
         print("defragment: db \(before.dbSize) -> \(after.dbSize) bytes; slowest put+range during it \(worst)")
@@ -581,12 +579,8 @@ final class Acknowledged: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(s.currentRevision == before + 1)
-        var all = Etcdserverpb_RangeRequest()
-        all.key = Data([0])
-        all.rangeEnd = Data([0])
-        #expect(try await s.range(all).kvs.map { String(decoding: $0.key, as: UTF8.self) } == ["kept"])
-        all.revision = before
-        #expect(try await s.range(all).kvs.count == 4)
+        #expect(try await s.range(wholeKeySpace()).kvs.map { String(decoding: $0.key, as: UTF8.self) } == ["kept"])
+        #expect(try await s.range(wholeKeySpace(at: before)).kvs.count == 4)
         #expect(try await s.leaseLeases().leases.isEmpty)
         // A watcher saw the three deletes, together, once.
         let seen = await WatchTests.collect(watcher, until: before + 1).filter { !$0.events.isEmpty }
