@@ -356,6 +356,24 @@ public final class BatchedBackend: @unchecked Sendable {
         }
     }
 
+    /// Puts the database file at `path` in place of this one (etcd: a follower receiving a
+    /// snapshot from the leader). What is pending is dropped: the new file supersedes it.
+    /// Readers wait while the files are swapped.
+    public func replace(withFileAt path: String) throws {
+        try queue.sync { () throws in
+            let old = db
+            state.withLock { $0.swapping = true }
+            defer { state.withLock { $0.swapping = false } }
+            while old.stats.openTxN > 0 { usleep(100) }
+            state.withLock { s in
+                s.current = Batch()
+                s.sealed.removeAll()
+            }
+            let new = try old.finishDefragment(BoltDB.DefragmentedCopy(path: path))
+            state.withLock { $0.db = new }
+        }
+    }
+
     /// One key, through a short-lived view.
     public func get(_ bucket: [UInt8], _ key: [UInt8]) throws -> [UInt8]? {
         let v = try readView()

@@ -113,6 +113,7 @@ extension BoltDB {
     /// A defragmented copy made by `prepareDefragment`, waiting to replace the file.
     public struct DefragmentedCopy: Sendable {
         public let path: String
+        public init(path: String) { self.path = path }
     }
 
     /// etcd's backend defrag on files: copies this database into a new file `db.tmp.*` in the

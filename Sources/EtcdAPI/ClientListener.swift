@@ -127,18 +127,34 @@ public struct HTTPEndpoints: Sendable {
     public struct Response: Sendable {
         public var status: HTTPResponseStatus
         public var contentType: String
-        public var body: String
+        public var bytes: [UInt8]
+        /// Headers beyond Content-Type and Content-Length.
+        public var headers: [(String, String)] = []
 
         public init(status: HTTPResponseStatus = .ok, contentType: String = "application/json", body: String) {
             self.status = status
             self.contentType = contentType
-            self.body = body
+            self.bytes = Array(body.utf8)
         }
+
+        public init(status: HTTPResponseStatus = .ok, contentType: String, bytes: [UInt8], headers: [(String, String)] = []) {
+            self.status = status
+            self.contentType = contentType
+            self.bytes = bytes
+            self.headers = headers
+        }
+
+        public var body: String { String(decoding: bytes, as: UTF8.self) }
     }
 
-    public let handle: @Sendable (_ method: HTTPMethod, _ uri: String, _ body: [UInt8]) async -> Response
+    public let handle: @Sendable (_ head: HTTPRequestHead, _ body: [UInt8]) async -> Response
 
     public init(handle: @escaping @Sendable (_ method: HTTPMethod, _ uri: String, _ body: [UInt8]) async -> Response) {
+        self.handle = { head, body in await handle(head.method, head.uri, body) }
+    }
+
+    /// Endpoints that need the request's headers too (the peer URLs).
+    public init(head handle: @escaping @Sendable (_ head: HTTPRequestHead, _ body: [UInt8]) async -> Response) {
         self.handle = handle
     }
 }
@@ -154,8 +170,13 @@ final class HTTP1Handler: ChannelInboundHandler, Sendable {
     /// Bodies beyond this are cut (the JSON gateway's requests are small; gRPC-Go's limit
     /// applies to the same requests over gRPC).
     static let maxBody = 8 << 20
+    private let maxBody: Int
 
-    init(endpoints: HTTPEndpoints) { self.endpoints = endpoints }
+    /// `maxBody`: larger bodies are cut (the peer listener takes whole database snapshots).
+    init(endpoints: HTTPEndpoints, maxBody: Int = HTTP1Handler.maxBody) {
+        self.endpoints = endpoints
+        self.maxBody = maxBody
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // The server is shutting down: an HTTP/1.1 connection has nothing to finish.
@@ -169,7 +190,7 @@ final class HTTP1Handler: ChannelInboundHandler, Sendable {
             head = h
             body = []
         case .body(let buf):
-            if body.count + buf.readableBytes <= Self.maxBody { body += buf.readableBytesView }
+            if body.count + buf.readableBytes <= maxBody { body += buf.readableBytesView }
         case .end:
             guard let h = head else { return }
             head = nil
@@ -178,7 +199,7 @@ final class HTTP1Handler: ChannelInboundHandler, Sendable {
             let endpoints = self.endpoints
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             context.eventLoop.makeFutureWithTask {
-                await endpoints.handle(h.method, h.uri, requestBody)
+                await endpoints.handle(h, requestBody)
             }.whenSuccess { r in
                 let (handler, context) = bound.value
                 handler.respond(context: context, head: h, r)
@@ -188,11 +209,12 @@ final class HTTP1Handler: ChannelInboundHandler, Sendable {
 
     private func respond(context: ChannelHandlerContext, head h: HTTPRequestHead, _ r: HTTPEndpoints.Response) {
             var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: r.contentType)
-            headers.add(name: "Content-Length", value: String(r.body.utf8.count))
+            for (name, value) in r.headers { headers.add(name: name, value: value) }
+            if !r.contentType.isEmpty { headers.add(name: "Content-Type", value: r.contentType) }
+            headers.add(name: "Content-Length", value: String(r.bytes.count))
             if !h.isKeepAlive { headers.add(name: "Connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: r.status, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: r.body)))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: r.bytes)))), promise: nil)
             let keepAlive = h.isKeepAlive
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
                 if !keepAlive { context.close(promise: nil) }

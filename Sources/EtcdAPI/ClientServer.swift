@@ -47,7 +47,8 @@ public final class ClientServer: Sendable {
                 ClusterGRPC(cluster: ClusterService(server: server)),
                 LeaseGRPC(lease: LeaseService(server: server)),
                 WatchGRPC(server: server),
-            ])
+            ],
+            interceptors: [LearnerGuard(server: server)])
     }
 
     /// Serves until `shutDown()`; throws if the address cannot be bound.
@@ -85,5 +86,32 @@ public final class ClientServer: Sendable {
     private static func majorMinorZero(_ v: String) -> String {
         let parts = v.split(separator: ".")
         return parts.count >= 2 ? "\(parts[0]).\(parts[1]).0" : v
+    }
+}
+
+/// etcd's learner check in front of every RPC: a learner serves Status and serializable
+/// Range only; everything else gets "etcdserver: rpc not supported for learner".
+struct LearnerGuard: ServerInterceptor {
+    let server: EtcdServer
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>, context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        guard server.isLearner else { return try await next(request, context) }
+        switch context.descriptor.method {
+        case "Status":
+            return try await next(request, context)
+        case "Range":
+            var request = request
+            let messages = request.messages
+            request.messages = RPCAsyncSequence(wrapping: messages.map { m in
+                if let r = m as? Etcdserverpb_RangeRequest, !r.serializable { throw EtcdError.notSupportedForLearner }
+                return m
+            })
+            return try await next(request, context)
+        default:
+            throw EtcdError.notSupportedForLearner
+        }
     }
 }

@@ -71,7 +71,7 @@ struct MaintenanceGRPC: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     }
 
     func moveLeader(request: Etcdserverpb_MoveLeaderRequest, context: ServerContext) async throws -> Etcdserverpb_MoveLeaderResponse {
-        throw EtcdError.unimplemented("Maintenance.MoveLeader")
+        try await maintenance.moveLeader(request)
     }
 }
 
@@ -123,7 +123,7 @@ struct LeaseGRPC: Etcdserverpb_Lease.SimpleServiceProtocol {
         response: RPCWriter<Etcdserverpb_LeaseKeepAliveResponse>, context: ServerContext
     ) async throws {
         for try await r in request {
-            try await response.write(try lease.keepAlive(r))
+            try await response.write(try await lease.keepAlive(r))
         }
     }
 
@@ -144,19 +144,19 @@ struct ClusterGRPC: Etcdserverpb_Cluster.SimpleServiceProtocol {
     }
 
     func memberAdd(request: Etcdserverpb_MemberAddRequest, context: ServerContext) async throws -> Etcdserverpb_MemberAddResponse {
-        throw EtcdError.unimplemented("Cluster.MemberAdd")
+        try await cluster.memberAdd(request)
     }
 
     func memberRemove(request: Etcdserverpb_MemberRemoveRequest, context: ServerContext) async throws -> Etcdserverpb_MemberRemoveResponse {
-        throw EtcdError.unimplemented("Cluster.MemberRemove")
+        try await cluster.memberRemove(request)
     }
 
     func memberUpdate(request: Etcdserverpb_MemberUpdateRequest, context: ServerContext) async throws -> Etcdserverpb_MemberUpdateResponse {
-        throw EtcdError.unimplemented("Cluster.MemberUpdate")
+        try await cluster.memberUpdate(request)
     }
 
     func memberPromote(request: Etcdserverpb_MemberPromoteRequest, context: ServerContext) async throws -> Etcdserverpb_MemberPromoteResponse {
-        throw EtcdError.unimplemented("Cluster.MemberPromote")
+        try await cluster.memberPromote(request)
     }
 }
 

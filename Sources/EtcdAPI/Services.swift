@@ -103,6 +103,12 @@ public struct MaintenanceService: Sendable {
         try server.hashKV(r)
     }
 
+    /// etcd answers MoveLeader with an empty response once the transferee leads.
+    public func moveLeader(_ r: Etcdserverpb_MoveLeaderRequest) async throws(EtcdError) -> Etcdserverpb_MoveLeaderResponse {
+        try await server.moveLeader(to: r.targetID)
+        return Etcdserverpb_MoveLeaderResponse()
+    }
+
     /// etcd answers Defragment with an empty response (no header).
     public func defragment(_ r: Etcdserverpb_DefragmentRequest) async throws(EtcdError) -> Etcdserverpb_DefragmentResponse {
         try await server.defragment()
@@ -124,8 +130,8 @@ public struct LeaseService: Sendable {
         try await server.leaseRevoke(r)
     }
 
-    public func keepAlive(_ r: Etcdserverpb_LeaseKeepAliveRequest) throws(EtcdError) -> Etcdserverpb_LeaseKeepAliveResponse {
-        try server.leaseRenew(r.id)
+    public func keepAlive(_ r: Etcdserverpb_LeaseKeepAliveRequest) async throws(EtcdError) -> Etcdserverpb_LeaseKeepAliveResponse {
+        try await server.leaseRenew(r.id)
     }
 
     public func timeToLive(_ r: Etcdserverpb_LeaseTimeToLiveRequest) async throws(EtcdError) -> Etcdserverpb_LeaseTimeToLiveResponse {
@@ -144,19 +150,60 @@ public struct ClusterService: Sendable {
 
     public func memberList(_ r: Etcdserverpb_MemberListRequest) -> Etcdserverpb_MemberListResponse {
         var resp = Etcdserverpb_MemberListResponse()
-        // etcd's ClusterServer header: IDs and term, no revision.
-        resp.header.clusterID = server.clusterID
-        resp.header.memberID = server.memberID
-        resp.header.raftTerm = server.raftTerm
-        resp.members = server.members.map { m in
-            var pm = Etcdserverpb_Member()
-            pm.id = m.id
-            pm.name = m.name
-            pm.peerUrls = m.peerURLs
-            pm.clientUrls = m.clientURLs
-            pm.isLearner = m.isLearner
-            return pm
-        }
+        resp.header = header()
+        resp.members = server.members.map(Self.proto)
         return resp
+    }
+
+    public func memberAdd(_ r: Etcdserverpb_MemberAddRequest) async throws(EtcdError) -> Etcdserverpb_MemberAddResponse {
+        let (added, members) = try await server.memberAdd(peerURLs: r.peerUrls, isLearner: r.isLearner)
+        var resp = Etcdserverpb_MemberAddResponse()
+        resp.header = header()
+        resp.member = Self.proto(added)
+        resp.members = members.map(Self.proto)
+        return resp
+    }
+
+    public func memberRemove(_ r: Etcdserverpb_MemberRemoveRequest) async throws(EtcdError) -> Etcdserverpb_MemberRemoveResponse {
+        let members = try await server.memberRemove(id: r.id)
+        var resp = Etcdserverpb_MemberRemoveResponse()
+        resp.header = header()
+        resp.members = members.map(Self.proto)
+        return resp
+    }
+
+    public func memberUpdate(_ r: Etcdserverpb_MemberUpdateRequest) async throws(EtcdError) -> Etcdserverpb_MemberUpdateResponse {
+        let members = try await server.memberUpdate(id: r.id, peerURLs: r.peerUrls)
+        var resp = Etcdserverpb_MemberUpdateResponse()
+        resp.header = header()
+        resp.members = members.map(Self.proto)
+        return resp
+    }
+
+    public func memberPromote(_ r: Etcdserverpb_MemberPromoteRequest) async throws(EtcdError) -> Etcdserverpb_MemberPromoteResponse {
+        let members = try await server.memberPromote(id: r.id)
+        var resp = Etcdserverpb_MemberPromoteResponse()
+        resp.header = header()
+        resp.members = members.map(Self.proto)
+        return resp
+    }
+
+    /// etcd's ClusterServer header: IDs and term, no revision.
+    private func header() -> Etcdserverpb_ResponseHeader {
+        var h = Etcdserverpb_ResponseHeader()
+        h.clusterID = server.clusterID
+        h.memberID = server.memberID
+        h.raftTerm = server.raftTerm
+        return h
+    }
+
+    static func proto(_ m: Member) -> Etcdserverpb_Member {
+        var pm = Etcdserverpb_Member()
+        pm.id = m.id
+        pm.name = m.name
+        pm.peerUrls = m.peerURLs
+        pm.clientUrls = m.clientURLs
+        pm.isLearner = m.isLearner
+        return pm
     }
 }

@@ -235,7 +235,7 @@ enum FlagTable {
         // member
         str("data-dir", \.dataDir, honoured: true),
         str("wal-dir", \.walDir, honoured: true),
-        urls("listen-peer-urls", \.listenPeerURLs, yamlLabel: "listen-peer-urls", honoured: false),
+        urls("listen-peer-urls", \.listenPeerURLs, yamlLabel: "listen-peer-urls", honoured: true),
         urls("listen-client-urls", \.listenClientURLs, yamlLabel: "listen-client-urls", honoured: true),
         urls("listen-metrics-urls", \.listenMetricsURLs, yamlLabel: "listen-metrics-urls", honoured: true),
         uint("max-snapshots", \.maxSnapshots, honoured: true),
@@ -250,9 +250,9 @@ enum FlagTable {
         int("backend-batch-limit", \.backendBatchLimit, honoured: true),
         uint("max-txn-ops", \.maxTxnOps, honoured: true),
         uint("max-request-bytes", \.maxRequestBytes, honoured: true),
-        duration("grpc-keepalive-min-time", \.grpcKeepAliveMinTime, honoured: false),
-        duration("grpc-keepalive-interval", \.grpcKeepAliveInterval, honoured: false),
-        duration("grpc-keepalive-timeout", \.grpcKeepAliveTimeout, honoured: false),
+        duration("grpc-keepalive-min-time", \.grpcKeepAliveMinTime, honoured: true),
+        duration("grpc-keepalive-interval", \.grpcKeepAliveInterval, honoured: true),
+        duration("grpc-keepalive-timeout", \.grpcKeepAliveTimeout, honoured: true),
         FlagSpec(
             name: "max-concurrent-streams", kind: .uint32, yaml: yamlTop("max-concurrent-streams", .number(goType: "uint32")),
             honoured: false,
@@ -270,8 +270,8 @@ enum FlagTable {
         str("discovery-srv-name", \.discoverySRVName, honoured: false),
         str("initial-cluster", \.initialCluster, honoured: true),
         str("initial-cluster-token", \.initialClusterToken, honoured: true),
-        selective("initial-cluster-state", \.initialClusterState, ["new", "existing"], yaml: yamlTop("initial-cluster-state", .string), honoured: false),
-        bool("strict-reconfig-check", \.strictReconfigCheck, honoured: false),
+        selective("initial-cluster-state", \.initialClusterState, ["new", "existing"], yaml: yamlTop("initial-cluster-state", .string), honoured: true),
+        bool("strict-reconfig-check", \.strictReconfigCheck, honoured: true),
         bool("enable-v2", \.enableV2, honoured: false),
         bool("pre-vote", \.preVote, honoured: true),
 

@@ -47,6 +47,23 @@ public struct EtcdError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let stopped = EtcdError(.unavailable, "etcdserver: server stopped")
     public static let timeout = EtcdError(.unavailable, "etcdserver: request timed out")
     public static let corrupt = EtcdError(.dataLoss, "etcdserver: corrupt cluster")
+    public static let notLeader = EtcdError(.failedPrecondition, "etcdserver: not leader")
+    public static let leaderChanged = EtcdError(.unavailable, "etcdserver: leader changed")
+    public static let unhealthy = EtcdError(.unavailable, "etcdserver: unhealthy cluster")
+    public static let notSupportedForLearner = EtcdError(.unavailable, "etcdserver: rpc not supported for learner")
+    public static let badLeaderTransferee = EtcdError(.failedPrecondition, "etcdserver: bad leader transferee")
+
+    // Membership.
+    public static let memberExists = EtcdError(.failedPrecondition, "etcdserver: member ID already exist")
+    public static let peerURLExists = EtcdError(.failedPrecondition, "etcdserver: Peer URLs already exists")
+    public static let notEnoughStartedMembers = EtcdError(
+        .failedPrecondition, "etcdserver: re-configuration failed due to not enough started members")
+    public static let memberBadURLs = EtcdError(.invalidArgument, "etcdserver: given member URLs are invalid")
+    public static let memberNotFound = EtcdError(.notFound, "etcdserver: member not found")
+    public static let memberNotLearner = EtcdError(.failedPrecondition, "etcdserver: can only promote a learner member")
+    public static let learnerNotReady = EtcdError(
+        .failedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader")
+    public static let tooManyLearners = EtcdError(.failedPrecondition, "etcdserver: too many learner members in cluster")
 
     /// A method swetcd does not implement yet: never a fake success.
     public static func unimplemented(_ method: String) -> EtcdError {

@@ -39,6 +39,15 @@ public struct ServerConfig: Sendable {
     public var quotaBackendBytes: Int64 = 0
     /// etcd's --experimental-watch-progress-notify-interval (10 minutes).
     public var watchProgressNotifyInterval: Duration = .seconds(600)
+    /// etcd's --initial-cluster-state: a new member of an existing cluster ("existing")
+    /// learns the cluster from its running members instead of bootstrapping one.
+    public var joinExisting = false
+    /// etcd's --strict-reconfig-check.
+    public var strictReconfigCheck = true
+    /// The peer side (nil: a member that talks to nobody, as in-process tests).
+    public var peerTransport: (any PeerTransport)?
+    /// Called when this member was removed from the cluster and has stopped (etcd exits).
+    public var onRemoved: @Sendable () -> Void = {}
     /// All file I/O goes through this (a faulty one in crash tests).
     public var fileSystem: any FileSystem
     /// Called when the member cannot persist and stops (etcd panics): by default the
@@ -173,6 +182,9 @@ public final class EtcdServer: Sendable {
         let wal: WAL
         let dataDirLock: any DirectoryLock
         var appliedIndex: UInt64 = 0
+        // Whom to talk to before the log says: the initial cluster, or the running one we join.
+        var knownPeers: [Member] = []
+        var bootstrapping = false
         do {
             // One process per data dir: the directory is flocked for the member's lifetime
             // (the WAL also locks its segments).
@@ -219,10 +231,29 @@ public final class EtcdServer: Sendable {
                 node = try RawNode(config: server.raftConfig(storage: storage, applied: appliedIndex))
             } else {
                 let members = config.initialCluster.members(clusterToken: config.clusterToken)
-                guard let me = members.first(where: { $0.name == config.name }) else {
+                guard let local = members.first(where: { $0.name == config.name }) else {
                     throw EtcdError(.invalidArgument, "couldn't find local name \"\(config.name)\" in the initial cluster configuration")
                 }
-                let clusterID = MemberIDs.clusterID(memberIDs: members.map(\.id))
+                var me = local
+                var clusterID = MemberIDs.clusterID(memberIDs: members.map(\.id))
+                if config.joinExisting {
+                    // etcd's GetClusterFromRemotePeers: the running members say who we are.
+                    guard let transport = config.peerTransport else {
+                        throw EtcdError(.failedPrecondition, "swetcd: --initial-cluster-state existing needs the peer transport")
+                    }
+                    let others = members.filter { $0.name != config.name }.flatMap(\.peerURLs)
+                    let remote = try await transport.fetchCluster(from: others)
+                    guard let found = remote.members.first(where: { Set($0.peerURLs) == Set(local.peerURLs) }) else {
+                        throw EtcdError(.failedPrecondition,
+                                        "error validating peerURLs \(remote.members.map(\.peerURLs)): member count is unequal")
+                    }
+                    me = found
+                    clusterID = remote.clusterID
+                    knownPeers = remote.members
+                } else {
+                    knownPeers = members
+                    bootstrapping = true
+                }
                 server = try EtcdServer(config: config, memberID: me.id, clusterID: clusterID, kv: kv, logger: logger)
                 try fs.createDirectoriesDurably((walDir as NSString).deletingLastPathComponent)
                 var meta = Etcdserverpb_Metadata()
@@ -232,7 +263,9 @@ public final class EtcdServer: Sendable {
                 server.milestone("starting member \(hex(me.id)) in cluster \(hex(clusterID))", zap: "starting local member",
                                  ["local-member-id": .string(hex(me.id)), "cluster-id": .string(hex(clusterID))])
                 node = try RawNode(config: server.raftConfig(storage: storage, applied: 0))
-                try node.bootstrap(peers: members.map { RaftPeer(id: $0.id, context: MemberContext(member: $0).json) })
+                if !config.joinExisting {
+                    try node.bootstrap(peers: members.map { RaftPeer(id: $0.id, context: MemberContext(member: $0).json) })
+                }
             }
         } catch let error as EtcdError {
             throw error
@@ -253,8 +286,15 @@ public final class EtcdServer: Sendable {
         let driver = RaftDriver(node: node, storage: storage, wal: wal, applied: appliedIndex, policy: policy,
                                 callbacks: server.driverCallbacks())
         server.driver.withLock { $0 = driver }
+        if let transport = config.peerTransport {
+            transport.attach(server)
+            var peers = server.peerMap(server.members)
+            for (id, urls) in server.peerMap(knownPeers) where peers[id] == nil { peers[id] = urls }
+            transport.setPeers(peers)
+        }
         let electionTicks = max(1, config.electionMs / max(1, config.heartbeatMs))
-        let singleVoter = node.status.voters.count <= 1
+        let st = node.status
+        let singleVoter = st.voters == [server.memberID] && (bootstrapping || st.learners.isEmpty)
         if singleVoter {
             logger.info("\(hex(server.memberID)) as single-node; fast-forwarding \(electionTicks - 1) ticks (election ticks \(electionTicks))")
         }
@@ -279,6 +319,14 @@ public final class EtcdServer: Sendable {
         self.requestIDs = RequestIDGenerator(memberID: memberID)
         self.backend = kv.backend
         let persisted = try ServerBackend.load(kv.backend)
+        let lessor = try Self.attachLessor(to: kv, config: config)
+        self.state = Mutex(State(kv: kv, lessor: lessor, members: persisted.members,
+                                 clusterVersion: persisted.clusterVersion, alarms: persisted.alarms))
+    }
+
+    /// The lessor on the backend's `lease` bucket, with the keys the store found attached
+    /// and the store's lease hooks pointing at it.
+    static func attachLessor(to kv: KVStore, config: ServerConfig) throws -> Lessor {
         // etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds rounded up.
         let electionTicks = max(1, config.electionMs / max(1, config.heartbeatMs))
         let minTTLms = (3 * electionTicks / 2) * config.heartbeatMs
@@ -287,15 +335,14 @@ public final class EtcdServer: Sendable {
         kv.leaseExists = { lessor.contains($0) }
         kv.onKeyPut = { lessor.keyPut($0, lease: $1) }
         kv.onKeyDeleted = { lessor.keyDeleted($0) }
-        self.state = Mutex(State(kv: kv, lessor: lessor, members: persisted.members,
-                                 clusterVersion: persisted.clusterVersion, alarms: persisted.alarms))
+        return lessor
     }
 
     /// etcd 3.4 takes the membership at a snapshot from the v2 store inside it (a data dir
     /// made by `etcdctl snapshot restore` has the new members only there; its backend may
     /// still list the old cluster's). Names and client URLs the v2 store lacks come from the
     /// backend for the same member IDs; the WAL's conf changes after the snapshot follow.
-    private func recoverMembership(from snapshot: Raftpb_Snapshot) {
+    func recoverMembership(from snapshot: Raftpb_Snapshot) {
         guard let parsed = V2Store.members(from: snapshot.data), !parsed.members.isEmpty else { return }
         state.withLock { s in
             let stored = Dictionary(s.members.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -450,7 +497,10 @@ public final class EtcdServer: Sendable {
             snapshotTaken: { [weak self] index, term in
                 guard let self else { return }
                 logger.info("saved snapshot at index \(index) (term \(term))", metadata: ["pkg": "etcdserver"])
-            })
+            },
+            send: { [transport = config.peerTransport] messages in transport?.send(messages) },
+            sendSnapshot: { [weak self] m, snapshot, reported in self?.sendSnapshot(m, snapshot, reported) },
+            applySnapshot: { [weak self] snap in try self?.applySnapshot(snap) })
     }
 
     /// Applies committed entries in order and wakes their handlers (outside the lock).
@@ -461,6 +511,8 @@ public final class EtcdServer: Sendable {
         }
         for cc in confChanges.compactMap({ $0 }) { _ = node.applyConfChange(cc) }
         var woken: [(Waiter, Result<AppliedResponse, EtcdError>)] = []
+        var membershipChanged = false
+        var removed = false
         // The entries' changes and their consistent_index reach the backend file together.
         backend.atomically { state.withLock { s in
             for (entry, cc) in zip(entries, confChanges) {
@@ -472,7 +524,12 @@ public final class EtcdServer: Sendable {
                 if !inBackend { s.kv.setConsistentIndex(entry.index) }
                 switch entry.type {
                 case .entryConfChange:
-                    if let cc { applyConfChange(cc, &s, persist: !inBackend) }
+                    if let cc {
+                        applyConfChange(cc, &s, persist: !inBackend)
+                        membershipChanged = true
+                        if cc.nodeID == memberID && cc.type == .confChangeRemoveNode { removed = true }
+                        if let waiter = s.waiters.removeValue(forKey: cc.id) { woken.append((waiter, .success(.none))) }
+                    }
                 case .entryNormal:
                     if inBackend { continue }
                     guard let (id, result) = applyNormal(entry, &s) else { break }
@@ -483,10 +540,32 @@ public final class EtcdServer: Sendable {
             }
         } }
         for (w, r) in woken { w.resume(returning: r) }
+        if membershipChanged, let transport = config.peerTransport { transport.setPeers(peerMap(members)) }
+        if removed {
+            // etcd: "the member has been permanently removed from the cluster"; it stops.
+            logger.warning("the member has been permanently removed from the cluster", metadata: ["pkg": "etcdserver"])
+            let onRemoved = config.onRemoved
+            DispatchQueue.global().async { [weak self] in
+                self?.stop()
+                onRemoved()
+            }
+        }
     }
 
     private func applyConfChange(_ cc: Raftpb_ConfChange, _ s: inout State, persist: Bool) {
         switch cc.type {
+        case .confChangeAddNode where MemberContext.isPromote(cc.context):
+            guard let i = s.members.firstIndex(where: { $0.id == cc.nodeID }) else { break }
+            s.members[i].isLearner = false
+            if persist { ServerBackend.saveMember(s.members[i], backend) }
+            milestone("promote member \(hex(cc.nodeID)) in cluster \(hex(clusterID))", zap: "promote member",
+                      pkg: "etcdserver/membership", ["cluster-id": .string(hex(clusterID)), "promoted-member-id": .string(hex(cc.nodeID))])
+        case .confChangeUpdateNode:
+            guard let i = s.members.firstIndex(where: { $0.id == cc.nodeID }), let ctx = MemberContext(json: cc.context) else { break }
+            s.members[i].peerURLs = ctx.peerURLs
+            if persist { ServerBackend.saveMember(s.members[i], backend) }
+            milestone("updated member \(hex(cc.nodeID)) \(ctx.peerURLs) in cluster \(hex(clusterID))", zap: "updated member",
+                      pkg: "etcdserver/membership", ["cluster-id": .string(hex(clusterID)), "updated-remote-peer-id": .string(hex(cc.nodeID))])
         case .confChangeAddNode, .confChangeAddLearnerNode:
             let ctx = MemberContext(json: cc.context)
             let m = Member(id: cc.nodeID, name: ctx?.name ?? "", peerURLs: ctx?.peerURLs ?? [],
@@ -677,8 +756,14 @@ public final class EtcdServer: Sendable {
     /// as confirmed by Raft's ReadIndex.
     public func linearizableReadBarrier() async throws(EtcdError) {
         guard let d = driver.withLock({ $0 }) else { throw .stopped }
+        let timeout = requestTimeout
         let r: Result<UInt64, EtcdError> = await withCheckedContinuation { c in
-            d.readIndex { c.resume(returning: $0) }
+            let once = ResumeOnce(c)
+            d.readIndex { once.resume($0) }
+            // No answer from the leader (lost, or none elected): etcd's read loop times out.
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) {
+                once.resume(.failure(.timeout))
+            }
         }
         _ = try r.get()
     }
@@ -697,7 +782,7 @@ public final class EtcdServer: Sendable {
             ServerStatus(
                 leader: s.leader, raftIndex: s.committed, raftAppliedIndex: s.applied,
                 raftTerm: s.term, dbSize: backend.db.size, dbSizeInUse: backend.db.sizeInUse,
-                isLearner: false, alarms: s.alarms)
+                isLearner: s.members.first { $0.id == memberID }?.isLearner ?? false, alarms: s.alarms)
         }
     }
 
@@ -784,13 +869,38 @@ public final class EtcdServer: Sendable {
         }
         if data.count > config.maxRequestBytes { throw .requestTooLarge }
         guard let d = driver.withLock({ $0 }) else { throw .stopped }
+        return try await wait(for: id) { d.propose(data, requestID: id) }
+    }
+
+    /// Registers a waiter for request `id`, runs `propose`, and waits until the entry is
+    /// applied here, or fails after etcd's request timeout (5 s + 2 election timeouts).
+    func wait(for id: UInt64, _ propose: () -> Void) async throws(EtcdError) -> AppliedResponse {
+        let timeout = requestTimeout
         let result = await withCheckedContinuation { (c: Waiter) in
             state.withLock { $0.waiters[id] = c }
-            d.propose(data, requestID: id)
+            propose()
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) { [weak self] in
+                guard let self, let w = state.withLock({ $0.waiters.removeValue(forKey: id) }) else { return }
+                w.resume(returning: .failure(.timeout))
+            }
         }
         return try result.get()
     }
 
+    /// etcd's ReqTimeout: 5 s plus two election timeouts.
+    var requestTimeout: Duration { .seconds(5) + .milliseconds(2 * config.electionMs) }
+
+    var driverIfRunning: RaftDriver? { driver.withLock { $0 } }
+
+}
+
+/// A continuation resumed by whichever of several callbacks comes first.
+final class ResumeOnce<T: Sendable>: Sendable {
+    private let c: Mutex<CheckedContinuation<T, Never>?>
+    init(_ c: CheckedContinuation<T, Never>) { self.c = Mutex(c) }
+    func resume(_ value: T) {
+        c.withLock { c in defer { c = nil }; return c }?.resume(returning: value)
+    }
 }
 
 /// etcd's request ID scheme (`pkg/idutil`): the member ID's low 16 bits, then a

@@ -27,7 +27,20 @@ extension EtcdServer {
 
     /// A keepalive: on the leader the lease gets its full TTL again; the TTL is 0 for a lease
     /// that does not exist (etcd answers so rather than failing the stream).
-    public func leaseRenew(_ id: Int64) throws(EtcdError) -> Etcdserverpb_LeaseKeepAliveResponse {
+    /// A follower forwards it to the leader over the peer URLs, as etcd does.
+    public func leaseRenew(_ id: Int64) async throws(EtcdError) -> Etcdserverpb_LeaseKeepAliveResponse {
+        if let urls = leaderPeerURLs() {
+            var r = Etcdserverpb_LeaseKeepAliveRequest()
+            r.id = id
+            var resp = try await peerTransport(orThrow: .noLeader).forwardLeaseRenew(r, to: urls)
+            fill(&resp.header)
+            return resp
+        }
+        return try leaseRenewOnLeader(id)
+    }
+
+    /// The leader's side of a keepalive (also what a forwarded one runs).
+    public func leaseRenewOnLeader(_ id: Int64) throws(EtcdError) -> Etcdserverpb_LeaseKeepAliveResponse {
         var resp = Etcdserverpb_LeaseKeepAliveResponse()
         resp.id = id
         try state.withLock { s throws(EtcdError) in
@@ -45,6 +58,12 @@ extension EtcdServer {
     /// TTL left (whole seconds), granted TTL and, if asked, the keys; TTL -1 for a lease that
     /// does not exist, as etcd answers.
     public func leaseTimeToLive(_ r: Etcdserverpb_LeaseTimeToLiveRequest) async throws(EtcdError) -> Etcdserverpb_LeaseTimeToLiveResponse {
+        // Only the leader counts down TTLs: a follower asks it (etcd's /leases/internal).
+        if let urls = leaderPeerURLs() {
+            var resp = try await peerTransport(orThrow: .noLeader).forwardLeaseTimeToLive(r, to: urls)
+            fill(&resp.header)
+            return resp
+        }
         try await linearizableReadBarrier()
         var resp = Etcdserverpb_LeaseTimeToLiveResponse()
         resp.id = r.id

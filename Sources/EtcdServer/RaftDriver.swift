@@ -26,6 +26,14 @@ final class RaftDriver: @unchecked Sendable {
         var snapshotData: (_ appliedIndex: UInt64) throws -> Data
         /// A snapshot was taken (for logs).
         var snapshotTaken: (_ index: UInt64, _ term: UInt64) -> Void
+        /// Raft messages for other members (the peer transport; never blocks).
+        var send: (_ messages: [Raftpb_Message]) -> Void
+        /// A MsgSnap: send the state machine as of `snapshot` (the applied index) with it,
+        /// and call `reported` with the outcome (any queue).
+        var sendSnapshot: (_ m: Raftpb_Message, _ snapshot: Raftpb_Snapshot,
+                           _ reported: @escaping @Sendable (Bool) -> Void) -> Void
+        /// A snapshot from the leader replaces the state machine (before later entries apply).
+        var applySnapshot: (_ snapshot: Raftpb_Snapshot) throws -> Void
     }
 
     /// When to snapshot and what to keep (etcd's --snapshot-count, --max-snapshots,
@@ -99,6 +107,43 @@ final class RaftDriver: @unchecked Sendable {
         }
     }
 
+    /// Proposes a conf change (encoded Raftpb_ConfChange); the outcome arrives through apply.
+    func proposeConfChange(_ data: Data, requestID: UInt64) {
+        queue.async { [self] in
+            guard !stopped else { return callbacks.dropped(requestID) }
+            do {
+                try node.proposeConfChange(try Raftpb_ConfChange(serializedBytes: data))
+            } catch {
+                callbacks.dropped(requestID)
+            }
+            scheduleDrain()
+        }
+    }
+
+    /// A message from a peer.
+    func step(_ m: Raftpb_Message) {
+        queue.async { [self] in
+            guard !stopped else { return }
+            try? node.step(m)
+            scheduleDrain()
+        }
+    }
+
+    func reportUnreachable(_ id: UInt64) {
+        queue.async { [self] in
+            guard !stopped else { return }
+            node.reportUnreachable(id)
+        }
+    }
+
+    func transferLeader(to id: UInt64) {
+        queue.async { [self] in
+            guard !stopped else { return }
+            node.transferLeader(to: id)
+            scheduleDrain()
+        }
+    }
+
     /// etcd's linearizable read: the index to wait for, confirmed by ReadIndex, once the
     /// member has applied up to it.
     func readIndex(_ done: @escaping @Sendable (Result<UInt64, EtcdError>) -> Void) {
@@ -136,13 +181,20 @@ final class RaftDriver: @unchecked Sendable {
     private func drain() {
         while !stopped && node.hasReady {
             let rd = node.ready()
+            // A leader's appends and heartbeats go out while it writes its own WAL.
+            send(rd.messages)
             do {
                 if let snap = rd.snapshot {
+                    // etcd: the .snap file, then the WAL record, then the state machine.
+                    try policy.snapDir.save(snap)
                     var ws = Walpb_Snapshot()
                     ws.index = snap.metadata.index
                     ws.term = snap.metadata.term
                     try wal.waitBlocking(for: wal.submitSnapshot(ws))
                     try storage.applySnapshot(snap)
+                    try callbacks.applySnapshot(snap)
+                    applied = snap.metadata.index
+                    snapshotIndex = snap.metadata.index
                 }
                 if rd.hardState != nil || !rd.entries.isEmpty {
                     let ticket = try wal.submit(hardState: rd.hardState ?? Raftpb_HardState(), entries: rd.entries)
@@ -155,7 +207,7 @@ final class RaftDriver: @unchecked Sendable {
             }
             if let hs = rd.hardState { storage.setHardState(hs) }
             storage.append(rd.entries)
-            // One member: no peer to send messages to yet (issue 7 adds the transport).
+            send(rd.messagesAfterPersist)
             if let ss = rd.softState ?? Optional(node.status.softState) {
                 let st = node.status
                 callbacks.softState(ss.lead, st.term, st.commit)
@@ -174,6 +226,37 @@ final class RaftDriver: @unchecked Sendable {
                 takeSnapshot()
             }
         }
+    }
+
+    /// Hands messages to the transport. A MsgSnap carries the state machine as of the applied
+    /// index instead of Raft's last snapshot (etcd's createMergedSnapshotMessage): on this
+    /// queue nothing is being applied, so the backend matches `applied` exactly.
+    private func send(_ messages: [Raftpb_Message]) {
+        guard !messages.isEmpty else { return }
+        var out: [Raftpb_Message] = []
+        out.reserveCapacity(messages.count)
+        for m in messages {
+            guard m.type == .msgSnap else {
+                out.append(m)
+                continue
+            }
+            let to = m.to
+            var snap = Raftpb_Snapshot()
+            snap.metadata.index = applied
+            snap.metadata.term = (try? storage.term(applied)) ?? m.snapshot.metadata.term
+            let st = node.status
+            snap.metadata.confState.voters = st.voters
+            snap.metadata.confState.learners = st.learners
+            callbacks.sendSnapshot(m, snap) { [weak self] ok in
+                guard let self else { return }
+                queue.async { [self] in
+                    guard !stopped else { return }
+                    node.reportSnapshot(to, success: ok)
+                    scheduleDrain()
+                }
+            }
+        }
+        if !out.isEmpty { callbacks.send(out) }
     }
 
     /// etcd's triggerSnapshot: the state at the applied index goes to a .snap file and the

@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import Metrics
 import Prometheus
+import Synchronization
 
 // swetcd: etcd's command line, environment and config file; then the member and one
 // client listener per --listen-client-urls entry, until SIGTERM or SIGINT.
@@ -105,6 +106,36 @@ do {
     mainLog.critical("\(error.message)")
     exit(1)
 }
+// The peer URLs listen before the member starts: a new cluster elects its leader through them.
+serverConfig.joinExisting = config.initialClusterState == "existing"
+serverConfig.strictReconfigCheck = config.strictReconfigCheck
+let peerTransport = HTTPPeerTransport()
+serverConfig.peerTransport = peerTransport
+serverConfig.onRemoved = { exit(0) }
+// A fault hook for partition tests only (never set in production): with
+// SWETCD_TEST_PEER_FAULTS=1, SIGUSR1 cuts this member off from its peers and SIGUSR2 heals.
+var faultSources: [DispatchSourceSignal] = []
+if ProcessInfo.processInfo.environment["SWETCD_TEST_PEER_FAULTS"] == "1" {
+    for (sig, cut) in [(SIGUSR1, true), (SIGUSR2, false)] {
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .main)
+        source.setEventHandler {
+            peerTransport.isolated.store(cut, ordering: .relaxed)
+            mainLog.warning("fault hook: peer traffic \(cut ? "cut" : "restored")")
+        }
+        source.resume()
+        faultSources.append(source)
+    }
+}
+var peerListeners: [PeerListener] = []
+for url in config.listenPeerURLs {
+    do {
+        peerListeners.append(try await PeerListener.bind(host: url.hostname, port: Int(url.port) ?? 2380, transport: peerTransport))
+    } catch {
+        mainLog.critical("listen tcp \(url.host): \(error)")
+        exit(1)
+    }
+}
 let server: EtcdServer
 do {
     server = try await EtcdServer.start(
@@ -141,6 +172,8 @@ for sig in [SIGTERM, SIGINT] {
         Logger(label: "etcdserver").info("skipped leadership transfer for single voting member cluster")
         for l in listeners { l.server.shutDown() }
         server.stop()
+        peerTransport.stop()
+        for l in peerListeners { l.close() }
     }
     source.resume()
     signalSources.append(source)
