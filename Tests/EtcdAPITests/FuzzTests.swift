@@ -2,6 +2,7 @@ import EtcdProto
 import EtcdServer
 import FileIO
 import Foundation
+import NIOHTTP1
 import SwiftProtobuf
 import Testing
 
@@ -144,5 +145,46 @@ import Testing
                 _ = try? await kv.range(r)
             }
         }
+    }
+
+    /// The peer URL's decoders and handlers: random bodies get a 4xx/5xx answer, never a
+    /// crash; bodies that do decode to a Raft message are not stepped (a peer's Raft
+    /// messages are trusted as etcd trusts them, behind the cluster ID check).
+    @Test func randomPeerRequestsAreRefusedCleanly() async throws {
+        var g = SplitMix64(seed: 11)
+        let transport = HTTPPeerTransport()
+        var config = ServerConfig(
+            initialCluster: InitialCluster(peerURLsByName: ["default": ["http://localhost:2380"]]),
+            advertiseClientURLs: [], dataDir: "/data", heartbeatMs: 10, electionMs: 100,
+            fileSystem: FaultyFileSystem(seed: 11))
+        config.peerTransport = transport
+        let server = try await EtcdServer.start(config: config)
+        defer {
+            transport.stop()
+            server.stop()
+        }
+        let endpoints = PeerListener.endpoints(transport)
+        let paths = ["/raft", "/raft/snapshot", "/leases", "/leases/internal", "/members/promote/12", "/members/promote/x", "/members"]
+        var refused = 0
+        for _ in 0..<3000 {
+            let bytes = (0..<Int.random(in: 0...80, using: &g)).map { _ in UInt8.random(in: 0...255, using: &g) }
+            let path = paths[Int.random(in: 0..<paths.count, using: &g)]
+            if path == "/raft", (try? Raftpb_Message(serializedBytes: bytes)) != nil { continue }
+            if path == "/raft/snapshot", SnapshotWire.decode(bytes) != nil { continue }
+            #expect(PeerMembersJSON.decode(bytes) == nil || bytes.first == UInt8(ascii: "["))
+            let head = HTTPRequestHead(version: .http1_1, method: path == "/members" ? .GET : .POST, uri: path)
+            let r = await endpoints.handle(head, bytes)
+            if r.status.code >= 400 { refused += 1 }
+        }
+        #expect(refused > 0)
+        // The decoders agree with the encoders.
+        var m = Raftpb_Message()
+        m.type = .msgSnap
+        m.to = 2
+        let wire = SnapshotWire.encode(m, db: [1, 2, 3])!
+        let (back, db) = SnapshotWire.decode(wire)!
+        #expect(back == m && db == [1, 2, 3])
+        let members = [Member(id: 5, name: "a", peerURLs: ["http://x:1"], clientURLs: ["http://x:2"], isLearner: true)]
+        #expect(PeerMembersJSON.decode(Array(PeerMembersJSON.encode(members).utf8)) == members)
     }
 }
