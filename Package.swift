@@ -44,6 +44,14 @@ let package = Package(
         .target(name: "MVCC", dependencies: ["EtcdProto", "Backend", "FileIO"]),
         // etcd's lessor: leases, their keys and expiry, persisted in the lease bucket.
         .target(name: "Lease", dependencies: ["EtcdProto", "Backend"]),
+        // Encryption at rest: Kubernetes' EncryptionConfiguration, its providers and value format.
+        .target(
+            name: "Encryption",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ]),
         // The member: submit/apply boundary, apply loop, IDs, cluster metadata.
         .target(
             name: "EtcdServer",
@@ -106,5 +114,6 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         .testTarget(name: "EtcdConfigTests", dependencies: ["EtcdConfig"]),
+        .testTarget(name: "EncryptionTests", dependencies: ["Encryption"], exclude: ["Fixtures"]),
     ]
 )
