@@ -46,6 +46,8 @@ public struct EtcdError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let noLeader = EtcdError(.unavailable, "etcdserver: no leader")
     public static let stopped = EtcdError(.unavailable, "etcdserver: server stopped")
     public static let timeout = EtcdError(.unavailable, "etcdserver: request timed out")
+    public static let timeoutDueToLeaderFail = EtcdError(
+        .unavailable, "etcdserver: request timed out, possibly due to previous leader failure")
     public static let corrupt = EtcdError(.dataLoss, "etcdserver: corrupt cluster")
     public static let notLeader = EtcdError(.failedPrecondition, "etcdserver: not leader")
     public static let leaderChanged = EtcdError(.unavailable, "etcdserver: leader changed")

@@ -285,6 +285,7 @@ public final class EtcdServer: Sendable {
             maxSnapshots: config.maxSnapshots, maxWALs: config.maxWALs)
         let driver = RaftDriver(node: node, storage: storage, wal: wal, applied: appliedIndex, policy: policy,
                                 callbacks: server.driverCallbacks())
+        driver.holdLimit = .milliseconds(Int(server.requestTimeout.components.seconds * 1000))
         server.driver.withLock { $0 = driver }
         if let transport = config.peerTransport {
             transport.attach(server)
@@ -880,8 +881,10 @@ public final class EtcdServer: Sendable {
             state.withLock { $0.waiters[id] = c }
             propose()
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) { [weak self] in
-                guard let self, let w = state.withLock({ $0.waiters.removeValue(forKey: id) }) else { return }
-                w.resume(returning: .failure(.timeout))
+                guard let self, let (w, lead) = state.withLock({ s in s.waiters.removeValue(forKey: id).map { ($0, s.leader) } })
+                else { return }
+                // etcd's parseProposeCtxErr: no leader now means the old one failed.
+                w.resume(returning: .failure(lead == 0 ? .timeoutDueToLeaderFail : .timeout))
             }
         }
         return try result.get()

@@ -95,28 +95,62 @@ final class RaftDriver: @unchecked Sendable {
     }
 
     /// Proposes an entry; the outcome arrives through apply (or `dropped`).
+    /// Without a known leader the proposal waits here until one is elected (etcd's node
+    /// does not take proposals then); the waiter's request timeout bounds the wait.
     func propose(_ data: Data, requestID: UInt64) {
         queue.async { [self] in
-            guard !stopped else { return callbacks.dropped(requestID) }
-            do {
-                try node.propose(data)
-            } catch {
-                callbacks.dropped(requestID)
-            }
-            scheduleDrain()
+            submit(Proposal(data: data, requestID: requestID, isConfChange: false, deadline: .now() + holdLimit))
         }
     }
 
     /// Proposes a conf change (encoded Raftpb_ConfChange); the outcome arrives through apply.
     func proposeConfChange(_ data: Data, requestID: UInt64) {
         queue.async { [self] in
-            guard !stopped else { return callbacks.dropped(requestID) }
-            do {
-                try node.proposeConfChange(try Raftpb_ConfChange(serializedBytes: data))
-            } catch {
-                callbacks.dropped(requestID)
+            submit(Proposal(data: data, requestID: requestID, isConfChange: true, deadline: .now() + holdLimit))
+        }
+    }
+
+    private struct Proposal {
+        var data: Data
+        var requestID: UInt64
+        var isConfChange: Bool
+        /// Past this its waiter has timed out: the proposal is dropped, never proposed late.
+        var deadline: DispatchTime
+    }
+
+    /// How long a proposal may wait for a leader: the member's request timeout, after which
+    /// its waiter has given up.
+    var holdLimit: DispatchTimeInterval = .seconds(7)
+
+    /// Proposals held while no leader is known (on the queue).
+    private var awaitingLeader: [Proposal] = []
+
+    private func submit(_ p: Proposal) {
+        guard !stopped else { return callbacks.dropped(p.requestID) }
+        if node.status.lead == 0 {
+            awaitingLeader.append(p)
+            return
+        }
+        do {
+            if p.isConfChange {
+                try node.proposeConfChange(try Raftpb_ConfChange(serializedBytes: p.data))
+            } else {
+                try node.propose(p.data)
             }
-            scheduleDrain()
+        } catch {
+            callbacks.dropped(p.requestID)
+        }
+        scheduleDrain()
+    }
+
+    /// Once a leader is known, the held proposals go in, in their order.
+    private func releaseAwaitingLeader() {
+        guard !awaitingLeader.isEmpty, node.status.lead != 0 else { return }
+        let held = awaitingLeader
+        awaitingLeader = []
+        let now = DispatchTime.now()
+        for p in held {
+            if p.deadline < now { callbacks.dropped(p.requestID) } else { submit(p) }
         }
     }
 
@@ -221,6 +255,7 @@ final class RaftDriver: @unchecked Sendable {
                 readsWaitingForApply.append((rs.index, done))
             }
             node.advance(rd)
+            if rd.softState != nil { releaseAwaitingLeader() }
             releaseReads()
             if applied > snapshotIndex && applied - snapshotIndex > policy.count {
                 takeSnapshot()
@@ -317,6 +352,8 @@ final class RaftDriver: @unchecked Sendable {
         pendingReads.removeAll()
         for r in readsWaitingForApply { r.done(.failure(.stopped)) }
         readsWaitingForApply.removeAll()
+        for p in awaitingLeader { callbacks.dropped(p.requestID) }
+        awaitingLeader.removeAll()
     }
 
     private func releaseReads() {
