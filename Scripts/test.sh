@@ -19,5 +19,8 @@ bin="$(swift build --show-bin-path)/swetcd"
 python3 Tests/e2e/kill9.py --server-bin "$bin" --kills 20
 # The data dir format: real etcd and swetcd take turns on one data dir (db, WAL, .snap).
 python3 Tests/e2e/datadir_exchange.py --server-bin "$bin"
+# Clusters of 3 and 5 members: kills, pauses, a partition, a linearizability check, membership
+# changes under load, the runbook's restore and defrag flows.
+python3 Tests/e2e/cluster.py --server-bin "$bin"
 python3 interop/run.py --selftest
 python3 interop/run.py --server-bin "$bin"

@@ -184,7 +184,9 @@ final class RaftDriver: @unchecked Sendable {
         queue.async { [self] in
             guard !stopped else { return done(.failure(.stopped)) }
             nextReadID += 1
-            let ctx = withUnsafeBytes(of: nextReadID.bigEndian) { Data($0) }
+            // Unique across members: the leader keeps one pending read per context, so two
+            // followers' first reads must not share one (etcd uses its request IDs).
+            let ctx = withUnsafeBytes(of: node.id.bigEndian) { Data($0) } + withUnsafeBytes(of: nextReadID.bigEndian) { Data($0) }
             pendingReads[ctx] = done
             node.readIndex(ctx)
             scheduleDrain()
