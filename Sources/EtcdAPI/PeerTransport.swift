@@ -28,6 +28,7 @@ public final class HTTPPeerTransport: PeerTransport, @unchecked Sendable {
     private let identity = Mutex(Identity())
     private let senders = Mutex<[UInt64: PeerSender]>([:])
     private let serverRef = Mutex<EtcdServer?>(nil)
+    private let active = Mutex<[UInt64: ContinuousClock.Instant]>([:])
 
     /// A fault hook for partition tests: while set, nothing is sent to peers and everything
     /// they send is refused, as if the network between this member and the others were cut.
@@ -68,12 +69,19 @@ public final class HTTPPeerTransport: PeerTransport, @unchecked Sendable {
                 guard let target = PeerURL(urls.first ?? "") else { continue }
                 senders[pid] = PeerSender(
                     peerID: pid, urls: urls, target: target, loop: group.next(), headers: Self.headers(id, to: pid),
-                    unreachable: { [weak self] in self?.server?.reportUnreachable(pid) })
+                    unreachable: { [weak self] in self?.server?.reportUnreachable(pid) },
+                    activity: { [weak self] up in
+                        self?.active.withLock { a in
+                            if !up { a[pid] = nil } else if a[pid] == nil { a[pid] = .now }
+                        }
+                    })
             }
             return stale
         }
         for s in stale { s.close() }
     }
+
+    public func activeSince(_ id: UInt64) -> ContinuousClock.Instant? { active.withLock { $0[id] } }
 
     public func stop() {
         let all = senders.withLock { s -> [PeerSender] in defer { s.removeAll() }; return Array(s.values) }
@@ -215,6 +223,8 @@ final class PeerSender: @unchecked Sendable {
     private let loop: any EventLoop
     private let headers: HTTPHeaders
     private let unreachable: @Sendable () -> Void
+    /// Told true on every answered message, false when the connection is lost or refused.
+    private let activity: @Sendable (Bool) -> Void
     // Everything below lives on `loop`.
     private var channel: (any Channel)?
     private var connecting = false
@@ -222,15 +232,42 @@ final class PeerSender: @unchecked Sendable {
     private var queue: [Raftpb_Message] = []
     private var inflight = 0
     private var lastFailure: NIODeadline = .distantPast
+    /// What is in flight, oldest first: true for a probe.
+    private var inflightKinds: [Bool] = []
+    private var lastAnswer: NIODeadline = .distantPast
+    private var prober: RepeatedTask?
+    static let probeInterval = TimeAmount.milliseconds(500)
 
     init(peerID: UInt64, urls: [String], target: PeerURL, loop: any EventLoop, headers: HTTPHeaders,
-         unreachable: @escaping @Sendable () -> Void) {
+         unreachable: @escaping @Sendable () -> Void, activity: @escaping @Sendable (Bool) -> Void) {
+        self.activity = activity
         self.peerID = peerID
         self.urls = urls
         self.target = target
         self.loop = loop
         self.headers = headers
         self.unreachable = unreachable
+        // A peer we have nothing to say to is still probed (etcd keeps streams to every peer),
+        // so that "connected since" stays true for the reconfiguration checks.
+        prober = loop.scheduleRepeatedTask(initialDelay: Self.probeInterval, delay: Self.probeInterval) { [weak self] _ in
+            self?.probe()
+        }
+    }
+
+    private func probe() {
+        guard !closed, inflight == 0, queue.isEmpty, NIODeadline.now() - lastAnswer >= Self.probeInterval else { return }
+        guard let channel else {
+            if !connecting && NIODeadline.now() >= lastFailure + Self.retryAfter { connect() }
+            return
+        }
+        var h = headers
+        h.add(name: "Host", value: "\(target.host):\(target.port)")
+        h.replaceOrAdd(name: "Content-Length", value: "0")
+        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/raft/probing", headers: h)),
+                      promise: nil)
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        inflight += 1
+        inflightKinds.append(true)
     }
 
     func enqueue(_ m: Raftpb_Message) {
@@ -248,6 +285,7 @@ final class PeerSender: @unchecked Sendable {
     func close() {
         loop.execute { [self] in
             closed = true
+            prober?.cancel()
             queue.removeAll()
             channel?.close(promise: nil)
             channel = nil
@@ -272,6 +310,7 @@ final class PeerSender: @unchecked Sendable {
             channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
             channel.write(HTTPClientRequestPart.end(nil), promise: nil)
             inflight += 1
+            inflightKinds.append(false)
             wrote = true
         }
         if wrote { channel.flush() }
@@ -304,8 +343,10 @@ final class PeerSender: @unchecked Sendable {
                     }
                     channel = ch
                     inflight = 0
+                    inflightKinds = []
                     pump()
                 case .failure:
+                    activity(false)
                     lastFailure = .now()
                     dropQueued()
                 }
@@ -321,16 +362,27 @@ final class PeerSender: @unchecked Sendable {
     // Called by PipelineResponses on the loop.
     func answered(status: HTTPResponseStatus) {
         inflight = max(0, inflight - 1)
-        if status != .noContent { unreachable() }
+        let wasProbe = inflightKinds.isEmpty ? false : inflightKinds.removeFirst()
+        lastAnswer = .now()
+        if wasProbe {
+            activity(status == .ok)
+        } else if status != .noContent {
+            activity(false)
+            unreachable()
+        } else {
+            activity(true)
+        }
         pump()
     }
 
     func disconnected(_ ch: any Channel) {
         guard channel === ch else { return }
+        activity(false)
         channel = nil
         lastFailure = .now()
         if inflight > 0 { unreachable() }
         inflight = 0
+        inflightKinds = []
         dropQueued()
     }
 }

@@ -27,6 +27,9 @@ public protocol PeerTransport: Sendable {
     /// etcd's /raft/snapshot: a MsgSnap (its snapshot at the leader's applied index) with the
     /// backend file after it; `done` tells whether the follower took it.
     func sendSnapshot(_ m: Raftpb_Message, db: [UInt8], done: @escaping @Sendable (Bool) -> Void)
+    /// Since when the peer has been answering without a break (nil: not now); etcd's
+    /// ActiveSince, for the reconfiguration checks.
+    func activeSince(_ id: UInt64) -> ContinuousClock.Instant?
     /// etcd's promote forwarding: a follower asks the leader to promote a learner.
     func forwardPromote(_ id: UInt64, to peerURLs: [String]) async throws(EtcdError)
     func stop()
@@ -169,6 +172,11 @@ extension EtcdServer {
                 if !(started == 1 && total == 2) && started < total / 2 + 1 { throw .notEnoughStartedMembers }
             }
         }
+        // etcd: a voter is added only when every voting member has been connected for 5 s.
+        if !isLearner && config.strictReconfigCheck {
+            let voters = members.filter { !$0.isLearner }
+            if connectedSince(healthInterval, voters) != voters.count { throw .unhealthy }
+        }
         var cc = Raftpb_ConfChange()
         cc.type = isLearner ? .confChangeAddLearnerNode : .confChangeAddNode
         cc.nodeID = id
@@ -185,6 +193,13 @@ extension EtcdServer {
                 let started = others.filter { !$0.name.isEmpty }.count
                 if started < others.count / 2 + 1 { throw .notEnoughStartedMembers }
             }
+        }
+        // etcd: a down member may always go; otherwise what stays must keep an active quorum.
+        if config.strictReconfigCheck, let m = members.first(where: { $0.id == id }), !m.isLearner,
+           id == memberID || config.peerTransport?.activeSince(id) != nil {
+            let voters = members.filter { !$0.isLearner }
+            let active = connectedSince(healthInterval, voters)
+            if active - 1 < 1 + (voters.count - 1) / 2 { throw .unhealthy }
         }
         var cc = Raftpb_ConfChange()
         cc.type = .confChangeRemoveNode
@@ -231,6 +246,19 @@ extension EtcdServer {
         cc.context = MemberContext(member: promoted).json(isPromote: true)
         try await proposeConfChange(cc)
         return members
+    }
+
+    /// etcd's HealthInterval: how long peers must have been connected for a reconfiguration.
+    var healthInterval: Duration { .seconds(5) }
+
+    /// etcd's numConnectedSince: this member and the members connected for at least `period`.
+    func connectedSince(_ period: Duration, _ members: [Member]) -> Int {
+        let since = ContinuousClock.now - period
+        return members.filter { m in
+            if m.id == memberID { return true }
+            guard let t = config.peerTransport?.activeSince(m.id) else { return false }
+            return t <= since
+        }.count
     }
 
     /// etcd's isLearnerReady, on the leader.
