@@ -48,7 +48,7 @@ public final class ClientServer: Sendable {
                 LeaseGRPC(lease: LeaseService(server: server)),
                 WatchGRPC(server: server),
             ],
-            interceptors: [LearnerGuard(server: server)])
+            interceptors: [RequestGuard(server: server)])
     }
 
     /// Serves until `shutDown()`; throws if the address cannot be bound.
@@ -89,15 +89,20 @@ public final class ClientServer: Sendable {
     }
 }
 
-/// etcd's learner check in front of every RPC: a learner serves Status and serializable
-/// Range only; everything else gets "etcdserver: rpc not supported for learner".
-struct LearnerGuard: ServerInterceptor {
+/// etcd's checks in front of every RPC (its unary and stream interceptors): a learner serves
+/// Status and serializable Range only, everything else gets "etcdserver: rpc not supported
+/// for learner"; a client that asks for a leader (metadata `hasleader: true`, which clientv3
+/// sets for watches and `WithRequireLeader`) gets "etcdserver: no leader" without one.
+struct RequestGuard: ServerInterceptor {
     let server: EtcdServer
 
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>, context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
+        if request.metadata[stringValues: "hasleader"].contains("true") && server.leaderID == 0 {
+            throw EtcdError.noLeader
+        }
         guard server.isLearner else { return try await next(request, context) }
         switch context.descriptor.method {
         case "Status":

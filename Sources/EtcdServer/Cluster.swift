@@ -172,8 +172,8 @@ extension EtcdServer {
                 if !(started == 1 && total == 2) && started < total / 2 + 1 { throw .notEnoughStartedMembers }
             }
         }
-        // etcd: a voter is added only when every voting member has been connected for 5 s.
-        if !isLearner && config.strictReconfigCheck {
+        // etcd: a member is added only when every voting member has been connected for 5 s.
+        if config.strictReconfigCheck {
             let voters = members.filter { !$0.isLearner }
             if connectedSince(healthInterval, voters) != voters.count { throw .unhealthy }
         }

@@ -48,6 +48,8 @@ public struct EtcdError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let timeout = EtcdError(.unavailable, "etcdserver: request timed out")
     public static let timeoutDueToLeaderFail = EtcdError(
         .unavailable, "etcdserver: request timed out, possibly due to previous leader failure")
+    public static let timeoutDueToConnectionLost = EtcdError(
+        .unavailable, "etcdserver: request timed out, possibly due to connection lost")
     public static let corrupt = EtcdError(.dataLoss, "etcdserver: corrupt cluster")
     public static let notLeader = EtcdError(.failedPrecondition, "etcdserver: not leader")
     public static let leaderChanged = EtcdError(.unavailable, "etcdserver: leader changed")
@@ -58,8 +60,9 @@ public struct EtcdError: Error, Sendable, Equatable, CustomStringConvertible {
     // Membership.
     public static let memberExists = EtcdError(.failedPrecondition, "etcdserver: member ID already exist")
     public static let peerURLExists = EtcdError(.failedPrecondition, "etcdserver: Peer URLs already exists")
+    /// etcd 3.4 maps this one to a client-side error value, which gRPC sends as Unknown.
     public static let notEnoughStartedMembers = EtcdError(
-        .failedPrecondition, "etcdserver: re-configuration failed due to not enough started members")
+        .unknown, "etcdserver: re-configuration failed due to not enough started members")
     public static let memberBadURLs = EtcdError(.invalidArgument, "etcdserver: given member URLs are invalid")
     public static let memberNotFound = EtcdError(.notFound, "etcdserver: member not found")
     public static let memberNotLearner = EtcdError(.failedPrecondition, "etcdserver: can only promote a learner member")

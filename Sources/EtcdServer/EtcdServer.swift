@@ -159,6 +159,8 @@ public final class EtcdServer: Sendable {
         /// Active alarms in the order they were raised (etcd's alarm store).
         var alarms: [Etcdserverpb_AlarmMember] = []
         var leader: UInt64 = 0
+        /// When the current leader became known (etcd's leadElectedTime).
+        var leaderElectedAt: ContinuousClock.Instant?
         var term: UInt64 = 0
         var committed: UInt64 = 0
         var applied: UInt64 = 0
@@ -456,10 +458,10 @@ public final class EtcdServer: Sendable {
                     }
                     if s.leader != lead && lead != 0 {
                         s.leaderChanges += 1
+                        s.leaderElectedAt = .now
                         logger.info("raft.node: \(hex(memberID)) elected leader \(hex(lead)) at term \(term)", metadata: ["pkg": "raft"])
                     }
                     s.leader = lead
-                    s.term = term
                     s.committed = max(s.committed, commit)
                     guard lead != 0 else { return [] }
                     defer { s.leaderWaiters.removeAll() }
@@ -518,6 +520,9 @@ public final class EtcdServer: Sendable {
         backend.atomically { state.withLock { s in
             for (entry, cc) in zip(entries, confChanges) {
                 s.applied = entry.index
+                // etcd reports the term of the last applied entry (setTerm at apply), not
+                // Raft's current term: a candidate's campaigns do not show in headers.
+                s.term = entry.term
                 s.committed = max(s.committed, entry.index)
                 // The backend already holds what entries up to consistent_index did
                 // (a restart replays the WAL from before the last backend commit).
@@ -880,14 +885,32 @@ public final class EtcdServer: Sendable {
         let result = await withCheckedContinuation { (c: Waiter) in
             state.withLock { $0.waiters[id] = c }
             propose()
+            let start = ContinuousClock.now
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) { [weak self] in
-                guard let self, let (w, lead) = state.withLock({ s in s.waiters.removeValue(forKey: id).map { ($0, s.leader) } })
-                else { return }
-                // etcd's parseProposeCtxErr: no leader now means the old one failed.
-                w.resume(returning: .failure(lead == 0 ? .timeoutDueToLeaderFail : .timeout))
+                guard let self, let (w, lead, elected) = state.withLock({ s in
+                    s.waiters.removeValue(forKey: id).map { ($0, s.leader, s.leaderElectedAt) }
+                }) else { return }
+                w.resume(returning: .failure(timeoutError(start: start, lead: lead, elected: elected)))
             }
         }
         return try result.get()
+    }
+
+    /// etcd's parseProposeCtxErr: a request that started shortly before the current leader
+    /// was elected timed out because the previous one failed; one whose way to the leader (or,
+    /// on the leader, to a quorum) broke since it started lost its connection; else a plain
+    /// timeout.
+    func timeoutError(start: ContinuousClock.Instant, lead: UInt64, elected: ContinuousClock.Instant?) -> EtcdError {
+        if let elected, start < elected, start > elected - .milliseconds(2 * config.electionMs) {
+            return .timeoutDueToLeaderFail
+        }
+        if lead == memberID {
+            let voters = members.filter { !$0.isLearner }
+            if connectedSince(ContinuousClock.now - start, voters) < voters.count / 2 + 1 { return .timeoutDueToConnectionLost }
+        } else if lead != 0, config.peerTransport != nil {
+            guard let since = config.peerTransport?.activeSince(lead), since <= start else { return .timeoutDueToConnectionLost }
+        }
+        return .timeout
     }
 
     /// etcd's ReqTimeout: 5 s plus two election timeouts.

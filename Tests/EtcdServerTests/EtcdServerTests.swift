@@ -570,6 +570,9 @@ final class Acknowledged: @unchecked Sendable {
         var wc = Etcdserverpb_WatchCreateRequest()
         wc.key = Data([0])
         wc.rangeEnd = Data([0])
+        // From the revision after the writes: on a loaded machine the 1 s lease may expire
+        // before the watcher exists; the deletes then come from the store.
+        wc.startRevision = before + 1
         watcher.create(wc)
         let deadline = ContinuousClock.now + .seconds(20)
         var ttl = Etcdserverpb_LeaseTimeToLiveRequest()
@@ -625,14 +628,26 @@ final class Acknowledged: @unchecked Sendable {
     /// Everything a watch stream has delivered so far: a progress request is answered after
     /// every event already applied (events are queued at apply time), so its answer (watch
     /// ID -1) ends the collection.
+    /// Bounded by 60 s: what arrived by then is returned (and the test's checks then fail).
     static func collect(_ session: WatchSession, until last: Int64) async -> [Etcdserverpb_WatchResponse] {
         session.progress()
-        var out: [Etcdserverpb_WatchResponse] = []
-        for await r in session.responses {
-            if r.watchID == -1 && !r.created { break }
-            out.append(r)
+        return await withTaskGroup(of: [Etcdserverpb_WatchResponse]?.self) { group in
+            group.addTask {
+                var out: [Etcdserverpb_WatchResponse] = []
+                for await r in session.responses {
+                    if r.watchID == -1 && !r.created { break }
+                    out.append(r)
+                }
+                return out
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(60))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? []
         }
-        return out
     }
 
     /// A client that takes nothing while 3,000 writes are applied: no more than the session's
@@ -658,11 +673,25 @@ final class Acknowledged: @unchecked Sendable {
         }
         let last = s.currentRevision
         #expect(peak <= WatchSession.slowLimit + 1)
-        var revisions: [Int64] = []
-        for await r in session.responses {
-            revisions += r.events.map(\.kv.modRevision)
-            if revisions.last == last { break }
+        // Bounded: a missing event fails the test instead of hanging it.
+        let revisions = await withTaskGroup(of: [Int64]?.self) { group in
+            group.addTask {
+                var revisions: [Int64] = []
+                for await r in session.responses {
+                    revisions += r.events.map(\.kv.modRevision)
+                    if revisions.last == last { break }
+                }
+                return revisions
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(60))
+                return nil
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
         }
+        #expect(revisions != nil, "events missing: queued \(session.queued.load(ordering: .relaxed)), unsynced \(session.hasUnsynced.load(ordering: .relaxed))")
         #expect(revisions == Array(first...last))
     }
 
