@@ -24,3 +24,5 @@ python3 Tests/e2e/datadir_exchange.py --server-bin "$bin"
 python3 Tests/e2e/cluster.py --server-bin "$bin"
 python3 interop/run.py --selftest
 python3 interop/run.py --server-bin "$bin"
+# The same scenarios against a 3-member cluster, compared with a 3-member real etcd's recordings.
+python3 interop/run.py --server-bin "$bin" --cluster 3

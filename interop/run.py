@@ -9,6 +9,8 @@ against real etcd 3.4.23.
   python3 interop/run.py --server-bin PATH            # test mode
   python3 interop/run.py --server-bin /usr/bin/etcd --record
   python3 interop/run.py --selftest                   # no server needed
+  python3 interop/run.py --server-bin PATH --cluster 3 [--record]
+                                                      # 3 members; interop/expected-cluster3/
 
 See interop/README.md for the scenario format and the (closed) mask list.
 Standard library only.
@@ -71,6 +73,8 @@ class ScenarioError(Exception):
 #   etcd-reads FILE         `etcdctl snapshot restore FILE` into a scratch dir, start REAL etcd
 #                           on it (whatever the server under test) and print its keys and members
 STEP_KINDS = ("etcdctl", "goclient", "http", "restart-server", "db-dump", "restore-server", "etcd-reads")
+# Steps that stop, restart or replace the one member; a scenario using them is @single-member.
+SINGLE_MEMBER_STEPS = ("restart-server", "db-dump", "restore-server", "etcd-reads")
 
 
 class Step:
@@ -149,6 +153,7 @@ class Scenario:
         self.server_flags = []
         self.step_timeout = STEP_TIMEOUT
         self.steps = []
+        self.single_member = None   # @single-member: the reason (a string) it is left out of --cluster
 
 
 HEREDOC_RE = re.compile(r"^(.*?)\s*<<([A-Za-z_][A-Za-z0-9_]*)((?:\s+(?:noeol|hex))*)\s*$")
@@ -173,6 +178,8 @@ def parse_scenario(path):
                 sc.server_flags += shlex.split(rest)
             elif word == "@timeout":
                 sc.step_timeout = float(rest)
+            elif word == "@single-member":
+                sc.single_member = rest.strip() or "single-member scenario"
             else:
                 raise ScenarioError("%s:%d: unknown directive %s" % (path, lineno, word))
             continue
@@ -216,6 +223,11 @@ def parse_scenario(path):
         sc.steps.append(Step(kind, cmd, words[1:], stdin, lineno))
     if not sc.steps:
         raise ScenarioError("%s: no steps" % path)
+    if sc.single_member is None:
+        for st in sc.steps:
+            if st.kind in SINGLE_MEMBER_STEPS:
+                raise ScenarioError("%s:%d: %s works on one member only; mark the scenario @single-member"
+                                    % (path, st.lineno, st.kind))
     return sc
 
 
@@ -399,7 +411,8 @@ class Context:
     """Per-scenario-run facts the normaliser needs."""
 
     def __init__(self, ports=()):
-        self.ports = list(ports)       # [client port, peer port]
+        self.ports = list(ports)       # [client port, peer port] (--cluster: [client port of default])
+        self.member_ports = []         # --cluster: [(client port of m2, "<CPORT2>"), (.. m3, "<CPORT3>"), ...]
         self.leases = []               # lease IDs (int) in order of first sight
 
     def note_lease(self, lease_id):
@@ -411,7 +424,7 @@ class Context:
 
 
 def mask_ports(text, ctx):
-    for port, token in zip(ctx.ports, ("<CPORT>", "<PPORT>")):
+    for port, token in list(zip(ctx.ports, ("<CPORT>", "<PPORT>"))) + list(ctx.member_ports):
         text = re.sub(r"(?<=:)%d(?![0-9])" % port, token, text)
     return text
 
@@ -558,9 +571,14 @@ def capture_leases(step, stdout_text, ctx):
             ctx.note_lease(int(m.group(1)))
 
 
-def raft_indices(step, stdout_text):
-    """[(raft_index, raft_applied_index)] found in a step's raw stdout."""
+def raft_indices(step, stdout_text, port=None):
+    """[(raft_index, raft_applied_index)] found in a step's raw stdout. With `port`
+    (--cluster), rows of `endpoint status` for other endpoints (other members' rows of
+    --cluster) are left out: only the member the steps talk to is asserted on."""
     found = []
+
+    def mine(endpoint):
+        return port is None or re.search(r":%d/?$" % port, endpoint.strip()) is not None
     if step.kind == "etcdctl":
         words = step.etcdctl_command()
         if words[:2] != ["endpoint", "status"]:
@@ -570,7 +588,8 @@ def raft_indices(step, stdout_text):
             try:
                 for ep in json.loads(stdout_text):
                     st = ep.get("Status", {})
-                    found.append((st.get("raftIndex", 0), st.get("raftAppliedIndex", 0)))
+                    if mine(str(ep.get("Endpoint", ""))):
+                        found.append((st.get("raftIndex", 0), st.get("raftAppliedIndex", 0)))
             except (ValueError, AttributeError):
                 pass
         elif fmt == "table":
@@ -583,17 +602,28 @@ def raft_indices(step, stdout_text):
                     elif "RAFT INDEX" in header and "RAFT APPLIED INDEX" in header and len(cells) == len(header):
                         ri = cells[header.index("RAFT INDEX")]
                         ra = cells[header.index("RAFT APPLIED INDEX")]
+                        if ("ENDPOINT" in header and not mine(cells[header.index("ENDPOINT")])):
+                            continue
                         if ri.isdigit() and ra.isdigit():
                             found.append((int(ri), int(ra)))
         elif fmt == "simple":
             for line in stdout_text.splitlines():
                 cells = line.split(", ", 9)
-                if len(cells) == 10 and cells[7].isdigit() and cells[8].isdigit():
+                if len(cells) == 10 and cells[7].isdigit() and cells[8].isdigit() and mine(cells[0]):
                     found.append((int(cells[7]), int(cells[8])))
         elif fmt == "fields":
-            ri = re.findall(r'"RaftIndex" : ([0-9]+)', stdout_text)
-            ra = re.findall(r'"RaftAppliedIndex" : ([0-9]+)', stdout_text)
-            found.extend(zip(map(int, ri), map(int, ra)))
+            # One block per endpoint, ended by its "Endpoint" line.
+            if port is None:
+                blocks = [(stdout_text, None)]
+            else:
+                parts = re.split(r'(?m)^"Endpoint" : (".*")$', stdout_text)
+                blocks = [(parts[i], json.loads(parts[i + 1])) for i in range(0, len(parts) - 1, 2)]
+            for text, ep in blocks:
+                if ep is not None and not mine(ep):
+                    continue
+                ri = re.findall(r'"RaftIndex" : ([0-9]+)', text)
+                ra = re.findall(r'"RaftAppliedIndex" : ([0-9]+)', text)
+                found.extend(zip(map(int, ri), map(int, ra)))
     elif step.kind in ("goclient", "http"):
         for line in stdout_text.splitlines():
             try:
@@ -613,13 +643,14 @@ class RaftIndexChecker:
     """Within each output raft_index == raft_applied_index; across the steps
     of a scenario they never fall and rise after every successful write."""
 
-    def __init__(self):
+    def __init__(self, port=None):
         self.last = None
         self.write_since = False
         self.problems = []
+        self.port = port          # --cluster: only rows of this client port (member default) count
 
     def observe(self, step_no, step, exit_code, stdout_text):
-        for idx, applied in raft_indices(step, stdout_text):
+        for idx, applied in raft_indices(step, stdout_text, self.port):
             if idx != applied:
                 self.problems.append("step %d (%s): raft_index %d != raft_applied_index %d"
                                      % (step_no, step.text, idx, applied))
@@ -664,9 +695,12 @@ def format_step(step, exit_code, stdout, stderr):
     return lines
 
 
-def format_header(sc):
+def format_header(sc, cluster=1):
     h = ["# interop recording of scenarios/%s.txt against etcd 3.4.23 -- generated by" % sc.name,
          "# `interop/record.sh`; do not edit by hand."]
+    if cluster > 1:
+        h.append("# cluster: %d members (%s); the steps run against default"
+                 % (cluster, ", ".join(cluster_member_names(cluster))))
     if sc.server_flags:
         h.append("# server flags: " + " ".join(sc.server_flags))
     h.append("")
@@ -739,16 +773,31 @@ class Server:
         self.proc = None
         self.cport = self.pport = None
         self.start_timeout = START_TIMEOUT
+        # The member's identity. One member: name default, advertising http://localhost:2380
+        # (never dialled) while it listens on a free peer port. --cluster sets these per member.
+        self.name = "default"
+        self.peer_url = "http://localhost:2380"
+        self.initial_cluster = "default=http://localhost:2380"
+        self.member_flags = []
 
     def argv(self):
         return [self.binary,
-                "--name", "default",
+                "--name", self.name,
                 "--data-dir", self.datadir,
                 "--listen-client-urls", "http://127.0.0.1:%d" % self.cport,
                 "--advertise-client-urls", "http://127.0.0.1:%d" % self.cport,
                 "--listen-peer-urls", "http://127.0.0.1:%d" % self.pport,
-                "--initial-advertise-peer-urls", "http://localhost:2380",
-                "--initial-cluster", "default=http://localhost:2380"] + self.extra_flags
+                "--initial-advertise-peer-urls", self.peer_url,
+                "--initial-cluster", self.initial_cluster] + self.member_flags + self.extra_flags
+
+    def launch(self):
+        """Start the process (no waiting)."""
+        with open(self.logpath, "ab") as logf:
+            logf.write(("\n==== start: %s\n" % " ".join(shlex.quote(a) for a in self.argv())).encode())
+            logf.flush()
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, cwd=self.workdir,
+                                         start_new_session=True)
 
     def start(self, fresh_ports=True):
         attempts = 3 if fresh_ports else 1
@@ -759,12 +808,7 @@ class Server:
                 self.pport = free_port()
                 while self.pport == self.cport:
                     self.pport = free_port()
-            with open(self.logpath, "ab") as logf:
-                logf.write(("\n==== start: %s\n" % " ".join(shlex.quote(a) for a in self.argv())).encode())
-                logf.flush()
-                self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=logf,
-                                             stderr=subprocess.STDOUT, cwd=self.workdir,
-                                             start_new_session=True)
+            self.launch()
             ok, last = self.wait_ready()
             if ok:
                 return
@@ -773,8 +817,9 @@ class Server:
                 break
         raise RuntimeError("server did not start serving: %s" % last)
 
-    def wait_ready(self):
-        deadline = time.monotonic() + self.start_timeout
+    def wait_ready(self, deadline=None):
+        if deadline is None:
+            deadline = time.monotonic() + self.start_timeout
         env = client_env(self.workdir)
         last = "no attempt"
         delay = 0.02
@@ -798,6 +843,14 @@ class Server:
             delay = min(delay * 2, 0.25)
         return False, "not serving after %gs (%s)" % (self.start_timeout, last)
 
+    def note(self, text):
+        """A line of the harness's own in the server log."""
+        try:
+            with open(self.logpath, "ab") as logf:
+                logf.write(("\n==== %s\n" % text).encode())
+        except OSError:
+            pass
+
     def stop(self):
         stop_process(self.proc)
 
@@ -808,6 +861,220 @@ class Server:
             return "\n".join(lines[-n:])
         except OSError:
             return ""
+
+# --------------------------------------------------------------------------
+# --cluster N: N members of the server binary, the steps against member default
+# --------------------------------------------------------------------------
+
+CLUSTER_PEER_BASE = 23800      # peer ports: base, base+1, ... (fixed: member IDs hash the peer URLs)
+CLUSTER_FIRST_TERM = 2         # the first election of a fresh cluster (members boot at term 1)
+CLUSTER_START_ATTEMPTS = 3
+# Members other than default wait long before they campaign, so that default wins the first
+# election (etcd: it advances its election ticks once its peers are connected; the others
+# do not). Which member leads is visible (endpoint status) and must be the same on every run.
+CLUSTER_FOLLOWER_FLAGS = ["--election-timeout", "5000", "--initial-election-tick-advance=false"]
+
+
+def cluster_member_names(n):
+    return ["default"] + ["m%d" % i for i in range(2, n + 1)]
+
+
+def port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def stop_processes(procs, timeout=STOP_TIMEOUT):
+    """Stop processes we started, by their PIDs: SIGTERM to all, then SIGKILL to those
+    still running after `timeout`."""
+    live = [p for p in procs if p is not None and p.poll() is None]
+    for p in live:
+        try:
+            os.kill(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for p in live:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=timeout)
+
+
+class Cluster:
+    """N members (default, m2, m3, ...) of the server binary on one host. Every member
+    advertises http://127.0.0.1:(peer_base + i) and listens there, so member and cluster IDs
+    are the same on every run; the client ports are free ports. The scenario's server flags
+    go to every member. `cport`/`pport` are member default's (the steps talk to it)."""
+
+    def __init__(self, n, binary, workdir, extra_flags, etcdctl, peer_base, start_timeout):
+        self.workdir = workdir
+        self.etcdctl = etcdctl
+        self.start_timeout = start_timeout
+        names = cluster_member_names(n)
+        self.peer_ports = [peer_base + i for i in range(n)]
+        peer_urls = ["http://127.0.0.1:%d" % p for p in self.peer_ports]
+        initial = ",".join("%s=%s" % (nm, u) for nm, u in zip(names, peer_urls))
+        self.members = []
+        for i, nm in enumerate(names):
+            m = Server(binary, workdir, extra_flags, etcdctl)
+            m.name = nm
+            m.datadir = os.path.join(workdir, "data" if i == 0 else "data-" + nm)
+            m.logpath = os.path.join(workdir, "server.log" if i == 0 else "server-%s.log" % nm)
+            m.peer_url = peer_urls[i]
+            m.initial_cluster = initial
+            m.pport = self.peer_ports[i]
+            m.member_flags = [] if i == 0 else list(CLUSTER_FOLLOWER_FLAGS)
+            m.start_timeout = start_timeout
+            self.members.append(m)
+
+    @property
+    def cport(self):
+        return self.members[0].cport
+
+    @property
+    def pport(self):
+        return self.members[0].pport
+
+    def member_ports(self):
+        """[(client port, token)] of the members other than default, for the port mask."""
+        return [(m.cport, "<CPORT%d>" % (i + 2)) for i, m in enumerate(self.members[1:])]
+
+    def start(self):
+        last = ""
+        for attempt in range(1, CLUSTER_START_ATTEMPTS + 1):
+            for m in self.members:
+                shutil.rmtree(m.datadir, ignore_errors=True)
+            busy = self.wait_peer_ports_free()
+            if busy:
+                raise RuntimeError("peer port %d on 127.0.0.1 is in use (another --cluster run? "
+                                   "see --cluster-peer-base)" % busy)
+            taken = set(self.peer_ports)
+            for m in self.members:
+                m.cport = free_port()
+                while m.cport in taken:
+                    m.cport = free_port()
+                taken.add(m.cport)
+            for m in self.members:
+                m.launch()
+            ok, last = self.wait_settled()
+            if ok:
+                return
+            for m in self.members:
+                m.note("harness: cluster start attempt %d failed: %s" % (attempt, last))
+            self.stop()
+            if "exited with code" in last and "address already in use" not in self.log_tail():
+                break      # a member that exits by itself will do so again
+        raise RuntimeError("cluster did not start and settle: %s" % last)
+
+    def wait_peer_ports_free(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = [p for p in self.peer_ports if not port_free(p)]
+            if not busy or time.monotonic() > deadline:
+                return busy[0] if busy else None
+            time.sleep(0.2)
+
+    def wait_settled(self):
+        """Every member serves (TCP, then `endpoint health`); every member reports member
+        default as the leader, elected in the first election (term 2); default's member list
+        shows every member with its name and client URL; every member's /version shows the
+        decided cluster version. Bounded by the start timeout; polls, no fixed sleeps."""
+        deadline = time.monotonic() + self.start_timeout
+        for m in self.members:
+            ok, last = m.wait_ready(deadline)
+            if not ok:
+                return False, "member %s: %s" % (m.name, last)
+        env = client_env(self.workdir)
+        eps = ",".join("127.0.0.1:%d" % m.cport for m in self.members)
+        last = "no attempt"
+        delay = 0.05
+        while time.monotonic() < deadline:
+            for m in self.members:
+                if m.proc.poll() is not None:
+                    return False, "member %s exited with code %s" % (m.name, m.proc.returncode)
+            ok, last, final = self.settled(eps, env)
+            if ok or final:
+                return ok, last
+            time.sleep(delay)      # back-off between polls, not a wait for readiness
+            delay = min(delay * 2, 0.25)
+        return False, "not settled after %gs (%s)" % (self.start_timeout, last)
+
+    def settled(self, eps, env):
+        """(ok, what is missing, final): final means waiting longer cannot help."""
+        rc, out, err = run_bounded([self.etcdctl, "--endpoints=" + eps, "--dial-timeout=2s",
+                                    "--command-timeout=%ds" % int(HEALTH_TIMEOUT), "endpoint", "status", "-w", "json"],
+                                   b"", HEALTH_TIMEOUT + 5, self.workdir, env)
+        if rc != 0:
+            return False, "endpoint status: rc=%s %s" % (rc, err.decode("utf-8", "replace").strip()[-300:]), False
+        try:
+            st = {e["Endpoint"]: e["Status"] for e in json.loads(out)}
+            by_member = [st["127.0.0.1:%d" % m.cport] for m in self.members]
+            ids = [s["header"]["member_id"] for s in by_member]
+        except (ValueError, KeyError, TypeError) as e:
+            return False, "endpoint status: unexpected output (%s): %s" % (e, out[:300]), False
+        for m, s in zip(self.members, by_member):
+            lead, term = s.get("leader", 0), s.get("raftTerm", 0)
+            if lead and lead != ids[0]:
+                return False, "member %s reports leader %x, not default (%x)" % (m.name, lead, ids[0]), True
+            if term > CLUSTER_FIRST_TERM:
+                return False, "member %s is at term %d; the first election (term %d) did not settle it" % (
+                    m.name, term, CLUSTER_FIRST_TERM), True
+            if not lead or term != CLUSTER_FIRST_TERM:
+                return False, "member %s: leader %x, term %d" % (m.name, lead, term), False
+        rc, out, err = run_bounded([self.etcdctl, "--endpoints=127.0.0.1:%d" % self.cport, "--dial-timeout=2s",
+                                    "--command-timeout=%ds" % int(HEALTH_TIMEOUT), "member", "list", "-w", "json"],
+                                   b"", HEALTH_TIMEOUT + 5, self.workdir, env)
+        if rc != 0:
+            return False, "member list: rc=%s %s" % (rc, err.decode("utf-8", "replace").strip()[-300:]), False
+        try:
+            listed = {(x.get("name", ""), tuple(x.get("clientURLs", []))) for x in json.loads(out)["members"]}
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            return False, "member list: unexpected output (%s): %s" % (e, out[:300]), False
+        want = {(m.name, ("http://127.0.0.1:%d" % m.cport,)) for m in self.members}
+        if listed != want:
+            return False, "member list on default: %s" % sorted(listed), False
+        for m in self.members:
+            conn = http.client.HTTPConnection("127.0.0.1", m.cport, timeout=HEALTH_TIMEOUT)
+            try:
+                conn.request("GET", "/version")
+                body = conn.getresponse().read()
+                cv = json.loads(body).get("etcdcluster")
+            except (OSError, ValueError, AttributeError, http.client.HTTPException) as e:
+                return False, "member %s: GET /version: %s" % (m.name, e), False
+            finally:
+                conn.close()
+            if not cv or cv == "not_decided":
+                return False, "member %s: cluster version not decided yet (%r)" % (m.name, cv), False
+        return True, "", True
+
+    def stop(self):
+        # The members other than default first: etcd's leader, when stopped, hands its
+        # leadership to a connected member and waits for that.
+        stop_processes([m.proc for m in self.members[1:]])
+        stop_processes([self.members[0].proc])
+
+    def log_tail(self, n=60):
+        """The tails of every member's log, member default's last."""
+        per = max(10, n // len(self.members))
+        out = []
+        for m in reversed(self.members):
+            tail = m.log_tail(per)
+            if tail.strip():
+                out.append("---- %s (%s)" % (os.path.basename(m.logpath), m.name))
+                out.append(tail)
+        return "\n".join(out)
 
 # --------------------------------------------------------------------------
 # Running one scenario
@@ -986,13 +1253,21 @@ def run_scenario(sc, args, run_dir):
     t0 = time.monotonic()
     workdir = os.path.join(run_dir, sc.name)
     os.makedirs(workdir, exist_ok=True)
-    server = Server(os.path.abspath(args.server_bin), workdir, sc.server_flags, args.etcdctl)
-    server.start_timeout = args.start_timeout
+    cluster = getattr(args, "cluster", 1)
+    if cluster > 1:
+        server = Cluster(cluster, os.path.abspath(args.server_bin), workdir, sc.server_flags, args.etcdctl,
+                         args.cluster_peer_base, args.start_timeout)
+    else:
+        server = Server(os.path.abspath(args.server_bin), workdir, sc.server_flags, args.etcdctl)
+        server.start_timeout = args.start_timeout
     ctx = Context()
     checker = RaftIndexChecker()
-    out_lines = format_header(sc)
+    out_lines = format_header(sc, cluster)
     env = client_env(workdir)
     try:
+        if cluster > 1 and any(s.kind in SINGLE_MEMBER_STEPS for s in sc.steps):
+            raise ScenarioError("%s steps need one member (the scenario is @single-member)"
+                                % "/".join(sorted({s.kind for s in sc.steps if s.kind in SINGLE_MEMBER_STEPS})))
         if any(s.kind == "goclient" for s in sc.steps):
             err = ensure_goclient()
             if err:
@@ -1009,7 +1284,13 @@ def run_scenario(sc, args, run_dir):
             raise
         with _start_lock:
             _start_failures[0] = 0
-        ctx.ports = [server.cport, server.pport]
+        if cluster > 1:
+            # The peer ports are fixed (part of the member IDs) and are not masked.
+            ctx.ports = [server.cport]
+            ctx.member_ports = server.member_ports()
+            checker.port = server.cport
+        else:
+            ctx.ports = [server.cport, server.pport]
         res.ports = list(ctx.ports)
         deadline = time.monotonic() + args.scenario_timeout
         for no, step in enumerate(sc.steps, 1):
@@ -1088,8 +1369,13 @@ def run_scenario(sc, args, run_dir):
 # --------------------------------------------------------------------------
 
 
-def read_expected(name):
-    p = os.path.join(EXPECTED_DIR, name + ".out")
+def expected_dir(cluster=1):
+    """expected/ for one member; expected-clusterN/ for --cluster N."""
+    return EXPECTED_DIR if cluster <= 1 else os.path.join(HERE, "expected-cluster%d" % cluster)
+
+
+def read_expected(name, directory=EXPECTED_DIR):
+    p = os.path.join(directory, name + ".out")
     try:
         with open(p, "r", encoding="utf-8") as f:
             return f.read()
@@ -1097,19 +1383,19 @@ def read_expected(name):
         return None
 
 
-def compare(expected, actual, name):
+def compare(expected, actual, name, label="expected"):
     """The comparer used by test mode: exact equality of the normalised
     texts; returns the unified diff ("" when equal)."""
     if expected == actual:
         return ""
-    d = diff_text(expected, actual, name)
+    d = diff_text(expected, actual, name, label)
     return d or "(outputs differ only in invisible characters)\n"
 
 
-def diff_text(expected, actual, name):
+def diff_text(expected, actual, name, label="expected"):
     return "".join(difflib.unified_diff(
         expected.splitlines(True), actual.splitlines(True),
-        fromfile="expected/%s.out (etcd 3.4.23)" % name, tofile="actual/%s.out" % name))
+        fromfile="%s/%s.out (etcd 3.4.23)" % (label, name), tofile="actual/%s.out" % name))
 
 
 PENDING_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pending.txt")
@@ -1136,7 +1422,32 @@ def main_run(args):
     except ScenarioError as e:
         print("interop: bad scenario: %s" % e, file=sys.stderr)
         return 2
+    cluster = args.cluster
+    exp_dir = expected_dir(cluster)
+    exp_label = os.path.basename(exp_dir)
+    record_hint = "interop/record.sh" + (" --cluster %d" % cluster if cluster > 1 else "")
+    if cluster > 1 and args.jobs > 1:
+        print("interop: --cluster runs one scenario at a time (its peer ports are fixed); drop -j",
+              file=sys.stderr)
+        return 2
     skipped = 0
+    single_skipped = 0
+    if cluster > 1:
+        kept = []
+        for sc in scenarios:
+            if sc.single_member is not None:
+                print("SKIP %s (@single-member: %s)" % (sc.name, sc.single_member))
+                single_skipped += 1
+                if args.record:
+                    # A recording left from before the scenario became @single-member.
+                    stale = os.path.join(exp_dir, sc.name + ".out")
+                    if os.path.exists(stale):
+                        os.remove(stale)
+                        print("removed %s/%s.out" % (exp_label, sc.name))
+            else:
+                kept.append(sc)
+        scenarios = kept
+        skipped += single_skipped
     if not args.record and not args.include_pending:
         pending = load_pending()
         unknown = set(pending) - {f[:-4] for f in os.listdir(SCENARIO_DIR) if f.endswith(".txt")}
@@ -1152,6 +1463,10 @@ def main_run(args):
                 kept.append(sc)
         scenarios = kept
     if not scenarios:
+        if single_skipped:
+            print("interop: nothing to run with --cluster %d: %d scenario(s) are @single-member"
+                  % (cluster, single_skipped))
+            return 0
         print("interop: no scenario matches", file=sys.stderr)
         return 2
     if not os.path.isfile(args.server_bin):
@@ -1159,7 +1474,7 @@ def main_run(args):
         return 2
     run_dir = os.path.join(WORK_ROOT, "run-%d" % os.getpid())
     os.makedirs(run_dir, exist_ok=True)
-    os.makedirs(EXPECTED_DIR, exist_ok=True)
+    os.makedirs(exp_dir, exist_ok=True)
     t0 = time.monotonic()
     passed = failed = 0
     fixtures = {}
@@ -1176,21 +1491,21 @@ def main_run(args):
                     if args.verbose:
                         print("---- server log tail\n" + res.log_tail)
                     return
-                with open(os.path.join(EXPECTED_DIR, sc.name + ".out"), "w", encoding="utf-8") as f:
+                with open(os.path.join(exp_dir, sc.name + ".out"), "w", encoding="utf-8") as f:
                     f.write(res.text)
                 passed += 1
-                if sc.name in FIXTURE_SCENARIOS:
+                if sc.name in FIXTURE_SCENARIOS and cluster <= 1:
                     fixtures[sc.name] = {"ports": res.ports, "raw": res.raw}
                 print("recorded %s (%d steps, %.1fs)" % (sc.name, len(sc.steps), res.seconds))
                 return
-            expected = read_expected(sc.name)
+            expected = read_expected(sc.name, exp_dir)
             problems = []
             if res.error:
                 problems.append("harness: " + res.error)
             problems += res.problems
             if expected is None:
-                problems.append("no recording expected/%s.out (run interop/record.sh)" % sc.name)
-            diff = compare(expected, res.text or "", sc.name) if expected is not None else ""
+                problems.append("no recording %s/%s.out (run %s)" % (exp_label, sc.name, record_hint))
+            diff = compare(expected, res.text or "", sc.name, exp_label) if expected is not None else ""
             if res.error is None and diff:
                 problems.append("output differs from the etcd recording")
             if problems:
@@ -1239,7 +1554,8 @@ def main_run(args):
     if args.verbose:
         print("interop: %.1fs" % (time.monotonic() - t0))
     if args.record:
-        print("interop: %d recorded, %d failed" % (passed, failed))
+        print("interop: %d recorded, %d failed%s" % (passed, failed,
+                                                     ", %d skipped" % skipped if cluster > 1 else ""))
     else:
         print("interop: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed else 0
@@ -1321,6 +1637,35 @@ def main_selftest(args):
     check("client warning line: gRPC code kept", w1 != w3)
     g1 = normalise_output("WARNING: 2026/11/26 15:57:15 grpc: addrConn.createTransport failed\n", ctx, st, "stderr")
     check("grpc-go WARNING line masked", g1 == "<client-warning>\n", g1)
+    # --cluster: the other members' client ports; the fixed peer ports stay visible.
+    cctx = Context([41234])
+    cctx.member_ports = [(41300, "<CPORT2>"), (41301, "<CPORT3>")]
+    sm = Step("etcdctl", "etcdctl member list", ["member", "list"], None, 0)
+    m1 = normalise_output("1, started, m2, http://127.0.0.1:23801, http://127.0.0.1:41300, false\n"
+                          "2, started, m3, http://127.0.0.1:23802, http://127.0.0.1:41301, false\n", cctx, sm, "stdout")
+    check("cluster: other members' client ports masked, peer ports kept",
+          m1 == "1, started, m2, http://127.0.0.1:23801, http://127.0.0.1:<CPORT2>, false\n"
+                "2, started, m3, http://127.0.0.1:23802, http://127.0.0.1:<CPORT3>, false\n", m1)
+    m2 = normalise_output("http://127.0.0.1:41302\n", cctx, sm, "stdout")
+    check("cluster: a foreign port is not masked", "41302" in m2, m2)
+    # --cluster: only the steps' member's row of `endpoint status --cluster` is asserted on.
+    rows = [("127.0.0.1:41300", 7, 6), ("127.0.0.1:41234", 9, 9), ("127.0.0.1:41301", 5, 5)]
+    for fmt, text in [
+        ("json", json.dumps([{"Endpoint": "http://" + e, "Status": {"raftIndex": i, "raftAppliedIndex": a}}
+                             for e, i, a in rows])),
+        ("simple", "".join("http://%s, 1, 3.4.23, 20 kB, false, false, 2, %d, %d, \n" % r for r in rows)),
+        ("table", "+--+\n| ENDPOINT | RAFT INDEX | RAFT APPLIED INDEX |\n+--+\n"
+                  + "".join("| http://%s | %d | %d |\n" % r for r in rows) + "+--+\n"),
+        ("fields", "".join('"RaftIndex" : %d\n"RaftAppliedIndex" : %d\n"Endpoint" : "http://%s"\n\n'
+                           % (i, a, e) for e, i, a in rows)),
+    ]:
+        se = Step("etcdctl", "etcdctl endpoint status --cluster -w " + fmt,
+                  ["endpoint", "status", "--cluster", "-w", fmt], None, 0)
+        got = raft_indices(se, text, 41234)
+        check("cluster: endpoint status -w %s: only the steps' member's row is asserted" % fmt,
+              got == [(9, 9)], repr(got))
+        check("one member: endpoint status -w %s: every row is asserted" % fmt,
+              len(raft_indices(se, text)) == 3)
 
     # 2. Recorded raw outputs of real etcd (selftest_fixtures.json).
     try:
@@ -1485,6 +1830,25 @@ def main_selftest(args):
     for desc, _, _ in token_perturbations:
         check("every recording with a %s: perturbing it is reported (%d recordings)"
               % (desc, counts.get(desc, 0)), counts.get(desc, 0) > 0)
+    # The same for the --cluster recordings that exist (member default's ID differs there).
+    for cdir in sorted(d for d in os.listdir(HERE) if re.fullmatch(r"expected-cluster[0-9]+", d)):
+        counts = {}
+        perts = [(d, r, f) for d, r, f in token_perturbations if d != "member id"] + [
+            ("member id", r'"member_id":([0-9]+)', lambda m: '"member_id":%d' % (int(m.group(1)) ^ 1))]
+        for f in sorted(os.listdir(os.path.join(HERE, cdir))):
+            if not f.endswith(".out"):
+                continue
+            exp = read_expected(f[:-4], os.path.join(HERE, cdir))
+            for desc, rx, fn in perts:
+                alt = re.sub(rx, fn, exp, count=1)
+                if alt == exp:
+                    continue
+                counts[desc] = counts.get(desc, 0) + 1
+                if not (compare(exp, alt, f[:-4], cdir) and compare(exp, exp, f[:-4], cdir) == ""):
+                    check("%s/%s: perturbed %s -> difference" % (cdir, f, desc), False)
+        for desc, _, _ in perts:
+            check("%s: every recording with a %s: perturbing it is reported (%d recordings)"
+                  % (cdir, desc, counts.get(desc, 0)), counts.get(desc, 0) > 0)
     passed = sum(1 for r in results if r)
     failed = len(results) - passed
     print("selftest: %d passed, %d failed" % (passed, failed))
@@ -1510,7 +1874,15 @@ def main():
     ap.add_argument("--etcdctl", default=DEFAULT_ETCDCTL, help="etcdctl binary (default /usr/bin/etcdctl)")
     ap.add_argument("--etcd-bin", default=shutil.which("etcd") or "/usr/bin/etcd",
                     help="real etcd, for the etcd-reads step (default: etcd on PATH)")
+    ap.add_argument("--cluster", type=int, default=1, metavar="N",
+                    help="run every scenario (but @single-member ones) against N members; recordings in "
+                         "interop/expected-clusterN/ (default 1: one member, interop/expected/)")
+    ap.add_argument("--cluster-peer-base", type=int, default=CLUSTER_PEER_BASE, metavar="PORT",
+                    help="--cluster: the members' fixed peer ports are PORT, PORT+1, ... (default %d; "
+                         "the recordings were made with it, another changes the member IDs)" % CLUSTER_PEER_BASE)
     args = ap.parse_args()
+    if args.cluster < 1:
+        ap.error("--cluster N needs N >= 1")
     if args.selftest:
         return main_selftest(args)
     if not args.server_bin:

@@ -1,12 +1,43 @@
 """Helpers shared by the end-to-end scripts: free ports, stock etcdctl, and starting a
 server binary (swetcd or real etcd) on 127.0.0.1 with etcd's single-member defaults,
 waiting until it answers `endpoint health`."""
-import os, shutil, socket, subprocess, time
+import os, random, shutil, socket, subprocess, time
 
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 
+_given_ports = set()
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = map(int, f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
 
 def free_port():
+    """A port free on 127.0.0.1 now, not handed out before by this process, and outside the
+    kernel's ephemeral range: outgoing connections (every etcdctl call, peer streams) take
+    their source ports from that range, so a port of a server that is down for a while (killed,
+    to be restarted on the same ports) could otherwise be taken meanwhile."""
+    lo, hi = _ephemeral_range()
+    ranges = [r for r in ((10000, lo - 1), (hi + 1, 65535)) if r[1] - r[0] >= 1000]
+    for _ in range(200):
+        if not ranges:
+            break
+        a, b = random.choice(ranges)
+        port = random.randint(a, b)
+        if port in _given_ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
