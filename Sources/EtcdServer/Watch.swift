@@ -13,58 +13,12 @@ import Synchronization
 /// order. So each watcher sees every revision from its start once, in order, with all the
 /// events of a revision in one response; writers never wait for a watcher (responses queue
 /// in memory until the stream takes them).
-///
-/// A slow client does not grow memory without bound: once `slowLimit` responses wait for it,
-/// its watchers stop queueing events and remember the revision they are at (etcd's unsynced
-/// watchers); when the client has taken half of the backlog, they catch up from the store.
 public final class WatchSession: Sendable {
-    public var responses: Responses { Responses(stream: stream, session: self) }
-    private let stream: AsyncStream<Etcdserverpb_WatchResponse>
-    private let continuation: AsyncStream<Etcdserverpb_WatchResponse>.Continuation
+    public let responses: AsyncStream<Etcdserverpb_WatchResponse>
+    let continuation: AsyncStream<Etcdserverpb_WatchResponse>.Continuation
     let id: Int
     unowned let server: EtcdServer
     private let progressTimer = TimerHolder()
-    /// Responses queued and not yet taken by the client.
-    let queued = Atomic<Int>(0)
-    /// Set while some watcher of this session waits to catch up from the store.
-    let hasUnsynced = Atomic<Bool>(false)
-    /// etcd's chanBufLen-like bound on queued responses per stream.
-    static let slowLimit = 1024
-
-    /// The responses, in order; taking one lets the session's slow watchers catch up.
-    public struct Responses: AsyncSequence, Sendable {
-        public typealias Element = Etcdserverpb_WatchResponse
-        let stream: AsyncStream<Etcdserverpb_WatchResponse>
-        let session: WatchSession
-
-        public struct AsyncIterator: AsyncIteratorProtocol {
-            var base: AsyncStream<Etcdserverpb_WatchResponse>.AsyncIterator
-            let session: WatchSession
-
-            public mutating func next() async -> Etcdserverpb_WatchResponse? {
-                guard let r = await base.next() else { return nil }
-                session.taken()
-                return r
-            }
-        }
-
-        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: stream.makeAsyncIterator(), session: session) }
-    }
-
-    /// Queues a response (under the member's state lock, so in order).
-    func enqueue(_ r: Etcdserverpb_WatchResponse) {
-        queued.add(1, ordering: .relaxed)
-        continuation.yield(r)
-    }
-
-    var isSlow: Bool { queued.load(ordering: .relaxed) >= Self.slowLimit }
-
-    private func taken() {
-        let left = queued.subtract(1, ordering: .relaxed).newValue
-        if left <= Self.slowLimit / 2 && hasUnsynced.load(ordering: .relaxed) {
-            server.watchResync(self)
-        }
-    }
 
     struct Watcher {
         var key: Data
@@ -79,8 +33,6 @@ public final class WatchSession: Sendable {
         var progressNotify: Bool
         /// etcd elides the next progress notification after an event.
         var sentSinceProgress = false
-        /// Set while the client is too slow: the first revision not delivered yet.
-        var unsyncedFrom: Int64?
 
         func matches(_ k: Data) -> Bool {
             guard let end else { return k == key }
@@ -92,7 +44,7 @@ public final class WatchSession: Sendable {
     init(server: EtcdServer, id: Int) {
         self.server = server
         self.id = id
-        (stream, continuation) = AsyncStream.makeStream()
+        (responses, continuation) = AsyncStream.makeStream()
     }
 
     /// A WatchCreateRequest (etcd's recvLoop create case).
@@ -148,12 +100,10 @@ extension EtcdServer {
     /// every event already applied.
     func watchProgressRequest(_ session: WatchSession) {
         state.withLock { s in
-            // etcd answers a progress request only when every watcher is synced.
-            if session.hasUnsynced.load(ordering: .relaxed) { return }
             var resp = Etcdserverpb_WatchResponse()
             resp.watchID = -1
             resp.header = header(s.kv.currentRevision, &s)
-            session.enqueue(resp)
+            session.continuation.yield(resp)
         }
     }
 
@@ -194,11 +144,11 @@ extension EtcdServer {
                 created.watchID = -1
                 created.canceled = true
                 created.cancelReason = failure
-                session.enqueue(created)
+                session.continuation.yield(created)
                 return
             }
             created.watchID = id
-            session.enqueue(created)
+            session.continuation.yield(created)
             var w = WatchSession.Watcher(
                 key: key, end: end, minRev: r.startRevision == 0 ? current + 1 : r.startRevision,
                 noPut: r.filters.contains(.noput), noDelete: r.filters.contains(.nodelete),
@@ -206,64 +156,37 @@ extension EtcdServer {
             // A start revision in the past: catch up from the store now (etcd's unsynced
             // watchers), or cancel with the compact revision if it was compacted away.
             if w.minRev <= current {
-                guard catchUp(&w, id: id, from: w.minRev, session, &s) else { return }
+                let compacted = s.kv.compactedRevision
+                if w.minRev < compacted {
+                    var resp = Etcdserverpb_WatchResponse()
+                    resp.header = header(0, &s)
+                    resp.watchID = id
+                    resp.canceled = true
+                    resp.compactRevision = compacted
+                    session.continuation.yield(resp)
+                    return
+                }
+                let history = ((try? s.kv.events(since: w.minRev)) ?? []).filter { w.matches($0.kv.key) }
+                // At most 1,000 revisions per response (etcd's watchBatchMaxRevs).
+                var batch: [Mvccpb_Event] = []
+                var revs = 0
+                var lastRev: Int64 = -1
+                for ev in history {
+                    if ev.kv.modRevision != lastRev {
+                        if revs == 1000 {
+                            send(batch, to: &w, id: id, revision: current, session, &s)
+                            batch = []
+                            revs = 0
+                        }
+                        revs += 1
+                        lastRev = ev.kv.modRevision
+                    }
+                    batch.append(ev)
+                }
+                if !batch.isEmpty { send(batch, to: &w, id: id, revision: current, session, &s) }
+                w.minRev = current + 1
             }
             ss.watchers[id] = w
-        }
-    }
-
-    /// Sends a watcher its events from `from` to the current revision out of the store, at
-    /// most 1,000 revisions per response (etcd's watchBatchMaxRevs); false (and a cancel with
-    /// the compact revision) if that history was compacted away.
-    private func catchUp(_ w: inout WatchSession.Watcher, id: Int64, from: Int64, _ session: WatchSession,
-                         _ s: inout State) -> Bool {
-        let current = s.kv.currentRevision
-        let compacted = s.kv.compactedRevision
-        if from < compacted {
-            var resp = Etcdserverpb_WatchResponse()
-            resp.header = header(0, &s)
-            resp.watchID = id
-            resp.canceled = true
-            resp.compactRevision = compacted
-            session.enqueue(resp)
-            return false
-        }
-        let history = ((try? s.kv.events(since: from)) ?? []).filter { w.matches($0.kv.key) }
-        var batch: [Mvccpb_Event] = []
-        var revs = 0
-        var lastRev: Int64 = -1
-        for ev in history {
-            if ev.kv.modRevision != lastRev {
-                if revs == 1000 {
-                    send(batch, to: &w, id: id, revision: current, session, &s)
-                    batch = []
-                    revs = 0
-                }
-                revs += 1
-                lastRev = ev.kv.modRevision
-            }
-            batch.append(ev)
-        }
-        if !batch.isEmpty { send(batch, to: &w, id: id, revision: current, session, &s) }
-        w.minRev = current + 1
-        return true
-    }
-
-    /// The client of a slow session took half its backlog: its unsynced watchers catch up
-    /// from the store (or are canceled if their history was compacted meanwhile).
-    func watchResync(_ session: WatchSession) {
-        state.withLock { s in
-            guard session.hasUnsynced.exchange(false, ordering: .relaxed), var ss = s.watchSessions[session.id] else { return }
-            for id in Array(ss.watchers.keys) {
-                guard var w = ss.watchers[id], let from = w.unsyncedFrom else { continue }
-                w.unsyncedFrom = nil
-                if catchUp(&w, id: id, from: from, session, &s) {
-                    ss.watchers[id] = w
-                } else {
-                    ss.watchers[id] = nil
-                }
-            }
-            s.watchSessions[session.id] = ss
         }
     }
 
@@ -274,7 +197,7 @@ extension EtcdServer {
             resp.header = header(s.kv.currentRevision, &s)
             resp.watchID = watchID
             resp.canceled = true
-            session.enqueue(resp)
+            session.continuation.yield(resp)
         }
     }
 
@@ -291,7 +214,7 @@ extension EtcdServer {
                     var resp = Etcdserverpb_WatchResponse()
                     resp.header = header(rev, &s)
                     resp.watchID = id
-                    session.enqueue(resp)
+                    session.continuation.yield(resp)
                 }
                 ss.watchers[id]?.sentSinceProgress = false
             }
@@ -305,26 +228,14 @@ extension EtcdServer {
         let rev = events[0].kv.modRevision
         for sid in Array(s.watchSessions.keys) {
             guard var ss = s.watchSessions[sid] else { continue }
-            let slow = ss.session.isSlow
             for id in Array(ss.watchers.keys) {
-                guard var w = ss.watchers[id], rev >= w.minRev, w.unsyncedFrom == nil else { continue }
+                guard var w = ss.watchers[id], rev >= w.minRev else { continue }
                 let mine = events.filter { w.matches($0.kv.key) }
                 if mine.isEmpty { continue }
-                if slow {
-                    // Too far behind: remember where it is, catch up from the store later.
-                    w.unsyncedFrom = rev
-                    ss.session.hasUnsynced.store(true, ordering: .relaxed)
-                } else {
-                    send(mine, to: &w, id: id, revision: rev, ss.session, &s)
-                }
+                send(mine, to: &w, id: id, revision: rev, ss.session, &s)
                 ss.watchers[id] = w
             }
             s.watchSessions[sid] = ss
-            // The client may have drained its backlog meanwhile: then nothing would wake it.
-            let session = ss.session
-            if session.hasUnsynced.load(ordering: .relaxed) && session.queued.load(ordering: .relaxed) <= WatchSession.slowLimit / 2 {
-                DispatchQueue.global().async { [weak self] in self?.watchResync(session) }
-            }
         }
     }
 
@@ -372,11 +283,11 @@ extension EtcdServer {
                     idx += 1
                 }
                 if idx == out.count { cur.fragment = false }
-                session.enqueue(cur)
+                session.continuation.yield(cur)
                 if !cur.fragment { return }
             }
         }
-        session.enqueue(resp)
+        session.continuation.yield(resp)
     }
 }
 

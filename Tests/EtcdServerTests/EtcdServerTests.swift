@@ -653,51 +653,6 @@ final class Acknowledged: @unchecked Sendable {
         }
     }
 
-    /// A client that takes nothing while 3,000 writes are applied: no more than the session's
-    /// bound of responses is queued for it; its watcher then catches up from the store, so
-    /// it still sees every revision once, in order.
-    @Test func aSlowClientIsBoundedAndCatchesUpFromTheStore() async throws {
-        let s = try await RequestPathTests().makeServer(fs: FaultyFileSystem(seed: 77))
-        defer { s.stop() }
-        let session = s.watchSession()
-        defer { session.close() }
-        var create = Etcdserverpb_WatchCreateRequest()
-        create.key = Data("k".utf8)
-        create.rangeEnd = Data("l".utf8)
-        session.create(create)
-        let first = s.currentRevision + 1
-        var peak = 0
-        for i in 0..<3000 {
-            var p = Etcdserverpb_PutRequest()
-            p.key = Data("k\(i % 7)".utf8)
-            p.value = Data("\(i)".utf8)
-            _ = try await s.put(p)
-            peak = max(peak, session.queued.load(ordering: .relaxed))
-        }
-        let last = s.currentRevision
-        #expect(peak <= WatchSession.slowLimit + 1)
-        // Bounded: a missing event fails the test instead of hanging it.
-        let revisions = await withTaskGroup(of: [Int64]?.self) { group in
-            group.addTask {
-                var revisions: [Int64] = []
-                for await r in session.responses {
-                    revisions += r.events.map(\.kv.modRevision)
-                    if revisions.last == last { break }
-                }
-                return revisions
-            }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(60))
-                return nil
-            }
-            let first = await group.next()!
-            group.cancelAll()
-            return first
-        }
-        #expect(revisions != nil, "events missing: queued \(session.queued.load(ordering: .relaxed)), unsynced \(session.hasUnsynced.load(ordering: .relaxed))")
-        #expect(revisions == Array(first...last))
-    }
-
     /// Random writes (puts, deletes, multi-key txns) and compactions; a watcher from
     /// revision 1 records the whole history; watchers created later at random start
     /// revisions and ranges must see exactly that history from their start on — in order,
