@@ -235,16 +235,22 @@ public final class BatchedBackend: @unchecked Sendable {
 
     // MARK: - Reads
 
-    /// A consistent view of every write made so far (and later ones to the current batch).
+    /// A consistent view of every write made so far (and of later ones while the batch that
+    /// was current stays current).
     /// End it with `close()`; a bbolt read transaction stays open meanwhile.
     public final class ReadView {
         let backend: BatchedBackend
+        /// The batch that was current when the view began: it may be sealed and committed
+        /// while the view is open (it then holds no more writes), so the view keeps it
+        /// rather than asking for whichever batch is current at the time of a read.
+        let current: Batch
         let sealed: [Batch]
         let tx: BoltTx
         private var buckets: [[UInt8]: BoltBucket?] = [:]
 
-        init(backend: BatchedBackend, sealed: [Batch], tx: BoltTx) {
+        init(backend: BatchedBackend, current: Batch, sealed: [Batch], tx: BoltTx) {
             self.backend = backend
+            self.current = current
             self.sealed = sealed
             self.tx = tx
         }
@@ -263,7 +269,8 @@ public final class BatchedBackend: @unchecked Sendable {
         /// The overlay's answer for one key: .some(value or nil = deleted), or nil if no
         /// batch touched it.
         private func overlay(_ bucket: [UInt8], _ key: [UInt8]) -> [UInt8]?? {
-            if let v = backend.state.withLock({ $0.current.changes[bucket]?[key] }) { return v }
+            // Under the lock: the batch takes writes until it is sealed.
+            if let v = backend.state.withLock({ _ in current.changes[bucket]?[key] }) { return v }
             for b in sealed.reversed() {
                 if let v = b.changes[bucket]?[key] { return v }
             }
@@ -290,8 +297,8 @@ public final class BatchedBackend: @unchecked Sendable {
             // The overlay, oldest first so newer batches win; then the sweeps not yet committed.
             var changes: [[UInt8]: [UInt8]?] = [:]
             var sweeps: [Sweep] = []
-            let current = backend.state.withLock { s -> (Changes, [Sweep]) in
-                (s.current.changes[bucket] ?? [:], s.current.sweeps.filter { $0.bucket == bucket })
+            let current = backend.state.withLock { _ -> (Changes, [Sweep]) in
+                (self.current.changes[bucket] ?? [:], self.current.sweeps.filter { $0.bucket == bucket })
             }
             for b in sealed {
                 for (k, v) in b.changes[bucket] ?? [:] where inRange(k) { changes[k] = v }
@@ -324,7 +331,7 @@ public final class BatchedBackend: @unchecked Sendable {
         while true {
             let view = try state.withLock { s throws -> ReadView? in
                 if s.swapping { return nil }
-                return ReadView(backend: self, sealed: s.sealed, tx: try s.db.beginRead())
+                return ReadView(backend: self, current: s.current, sealed: s.sealed, tx: try s.db.beginRead())
             }
             if let view { return view }
             usleep(200)  // a defragmented file is being put in place (milliseconds)
