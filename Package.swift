@@ -41,7 +41,10 @@ let package = Package(
         // The bbolt-format copy-on-write B+tree file: buckets, txns, cursors, freelist, defrag.
         .target(name: "Backend", dependencies: ["FileIO", .product(name: "CoreMetrics", package: "swift-metrics")]),
         // Revisions, key index, range/put/delete/txn, compaction.
-        .target(name: "MVCC", dependencies: ["EtcdProto", "Backend", "FileIO"]),
+        .target(name: "MVCC", dependencies: [
+            "EtcdProto", "Backend", "FileIO", "Encryption",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
         // etcd's lessor: leases, their keys and expiry, persisted in the lease bucket.
         .target(name: "Lease", dependencies: ["EtcdProto", "Backend"]),
         // Encryption at rest: Kubernetes' EncryptionConfiguration, its providers and value format.
@@ -56,7 +59,7 @@ let package = Package(
         .target(
             name: "EtcdServer",
             dependencies: [
-                "EtcdProto", "MVCC", "Raft", "WAL", "FileIO", "Backend", "Lease",
+                "EtcdProto", "MVCC", "Raft", "WAL", "FileIO", "Backend", "Lease", "Encryption",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -90,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "swetcd",
             dependencies: [
-                "EtcdConfig", "EtcdServer", "EtcdAPI",
+                "EtcdConfig", "EtcdServer", "EtcdAPI", "Encryption",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -103,7 +106,7 @@ let package = Package(
         .testTarget(name: "WALTests", dependencies: ["WAL", "FileIO", "EtcdProto"]),
         .testTarget(
             name: "EtcdServerTests",
-            dependencies: ["EtcdServer", "EtcdProto", "FileIO", "Backend", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["EtcdServer", "EtcdProto", "FileIO", "Backend", "Encryption", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(
             name: "EtcdAPITests",
             dependencies: [

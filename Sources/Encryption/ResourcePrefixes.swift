@@ -65,6 +65,8 @@ public struct Coverage: Sendable {
     public struct Entry: Sendable, Equatable {
         public var prefix: [UInt8]
         public var providers: [Provider]
+        /// The rule's resource name that gave this prefix.
+        public var resource: String
     }
 
     public let entries: [Entry]
@@ -75,7 +77,7 @@ public struct Coverage: Sendable {
         for rule in config.rules {
             for resource in rule.resources {
                 for p in prefixes.prefixes(for: resource) where seen.insert(Array(p.utf8)).inserted {
-                    entries.append(Entry(prefix: Array(p.utf8), providers: rule.providers))
+                    entries.append(Entry(prefix: Array(p.utf8), providers: rule.providers, resource: resource))
                 }
             }
         }
@@ -85,10 +87,15 @@ public struct Coverage: Sendable {
     /// The providers for `key`, or nil when no rule covers it (stored as written). The
     /// longest matching prefix wins among rules' prefixes.
     public func providers(for key: [UInt8]) -> [Provider]? {
+        entry(for: key)?.providers
+    }
+
+    /// The entry covering `key` (the longest matching prefix), or nil.
+    public func entry(for key: [UInt8]) -> Entry? {
         var best: Entry?
         for e in entries where key.starts(with: e.prefix) {
             if best == nil || e.prefix.count > best!.prefix.count { best = e }
         }
-        return best?.providers
+        return best
     }
 }

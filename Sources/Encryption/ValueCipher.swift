@@ -14,6 +14,21 @@ public enum ValueCipher {
         Array("k8s:enc:\(kind.rawValue):v1:\(keyName):".utf8)
     }
 
+    /// The provider and key name of a value in that form (`k8s:enc:<provider>:v1:<name>:…`).
+    public static func keyName(of stored: some Collection<UInt8>) -> (kind: Provider.Kind, name: String)? {
+        let head = Array("k8s:enc:".utf8)
+        guard stored.starts(with: head) else { return nil }
+        let parts = stored.dropFirst(head.count).split(separator: UInt8(ascii: ":"), maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[1].elementsEqual("v1".utf8),
+              let kind = Provider.Kind(rawValue: String(decoding: parts[0], as: UTF8.self)) else { return nil }
+        return (kind, String(decoding: parts[2], as: UTF8.self))
+    }
+
+    /// "<provider>:<key name>" of a value in that form.
+    public static func keyLabel(of stored: some Collection<UInt8>) -> String? {
+        keyName(of: stored).map { "\($0.kind.rawValue):\($0.name)" }
+    }
+
     /// Encrypts `plaintext` (the value stored at `etcdKey`) with `key`.
     public static func seal(_ plaintext: [UInt8], kind: Provider.Kind, key: NamedKey, etcdKey: [UInt8]) throws(CipherError) -> [UInt8] {
         let body: [UInt8]

@@ -1,5 +1,6 @@
 import EtcdProto
 import EtcdServer
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import NIOCore
@@ -73,6 +74,16 @@ public final class ClientServer: Sendable {
                 return .init(body: #"{"etcdserver":"\#(EtcdServer.etcdVersion)","etcdcluster":"\#(majorMinorZero(EtcdServer.clusterVersion))"}"#)
             case "/metrics":
                 return .init(contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render(server))
+            case "/swetcd/encryption/status":
+                // swetcd's own: what `swetcd encryption status` prints.
+                do {
+                    let status = try server.encryptionStatus()
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.sortedKeys]
+                    return .init(contentType: "application/json", body: String(decoding: try enc.encode(status), as: UTF8.self))
+                } catch {
+                    return .init(status: .internalServerError, contentType: "text/plain; charset=utf-8", body: "\(error)\n")
+                }
             case "/health":
                 // etcd writes it without a content type; Go's sniffing makes it text/plain.
                 return .init(contentType: "text/plain; charset=utf-8", body: #"{"health":"true"}"#)

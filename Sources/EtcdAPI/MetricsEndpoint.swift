@@ -52,6 +52,18 @@ public final class MetricsEndpoint: Sendable {
         let (rss, vsz) = Self.processMemory()
         set("process_resident_memory_bytes", Double(rss))
         set("process_virtual_memory_bytes", Double(vsz))
+        // Encryption at rest, per resource of the configuration (as `swetcd encryption status`).
+        if server.encryption.encryptor != nil, let status = try? server.encryptionStatus() {
+            for r in status.resources {
+                let labels = [("resource", r.resource)]
+                registry.makeGauge(name: "swetcd_encryption_values", labels: labels,
+                                   help: "Stored values (every revision kept) under the resource's key prefixes.").set(Double(r.values))
+                registry.makeGauge(name: "swetcd_encryption_values_in_target_form", labels: labels,
+                                   help: "Of those, values in the form the configuration's first provider wants.").set(Double(r.done))
+                registry.makeGauge(name: "swetcd_encryption_completed", labels: labels,
+                                   help: "1 when the resource's migration (EncryptionCompleted or DecryptionCompleted) is complete.").set(Double(r.done == r.values ? 1 : 0))
+            }
+        }
         return registry.emitToString()
     }
 

@@ -123,6 +123,15 @@ public struct EtcdConfig: Sendable, Equatable {
     public var experimentalWatchProgressNotifyInterval: Duration = .zero
     public var experimentalWarningApplyDuration: Duration = .milliseconds(100)
     public var unsafeNoFsync = false
+
+    // swetcd's own: encryption at rest (not etcd flags; Kubernetes' API server names).
+    /// Kubernetes' EncryptionConfiguration file; empty: no encryption.
+    public var encryptionProviderConfig = ""
+    /// Re-read the file when it changes and on SIGHUP.
+    public var encryptionProviderConfigAutomaticReload = false
+    /// Where resources live in etcd: "kubernetes" (/registry/...), "openshift", or a YAML
+    /// file with `roots` and `resources` (see the Encryption module's ResourcePrefixes).
+    public var encryptionResourcePrefixes = "kubernetes"
     public var forceNewCluster = false
 
     // MARK: where the values came from

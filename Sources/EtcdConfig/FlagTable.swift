@@ -344,6 +344,11 @@ enum FlagTable {
         // unsafe
         bool("unsafe-no-fsync", \.unsafeNoFsync, honoured: true),
         bool("force-new-cluster", \.forceNewCluster, honoured: false),
+
+        // swetcd's own: encryption at rest
+        str("encryption-provider-config", \.encryptionProviderConfig, honoured: true),
+        bool("encryption-provider-config-automatic-reload", \.encryptionProviderConfigAutomaticReload, honoured: true),
+        str("encryption-resource-prefixes", \.encryptionResourcePrefixes, honoured: true),
     ] + ignoredNames.map(ignored)
 
     /// etcd's legacy flags that are accepted and ignored with a warning.

@@ -1,5 +1,6 @@
 import Backend
 import Dispatch
+import Encryption
 import EtcdProto
 import FileIO
 import Foundation
@@ -44,6 +45,8 @@ public struct ServerConfig: Sendable {
     public var joinExisting = false
     /// etcd's --strict-reconfig-check.
     public var strictReconfigCheck = true
+    /// Encryption at rest (`--encryption-provider-config`); nil: values stored as written.
+    public var encryption: ValueEncryptor?
     /// The peer side (nil: a member that talks to nobody, as in-process tests).
     public var peerTransport: (any PeerTransport)?
     /// Called when this member was removed from the cluster and has stopped (etcd exits).
@@ -130,7 +133,11 @@ public final class EtcdServer: Sendable {
     private let driver: Mutex<RaftDriver?> = Mutex(nil)
     private let dataDirLock: Mutex<(any DirectoryLock)?> = Mutex(nil)
     let backend: BatchedBackend
+    /// Encryption at rest: the current provider configuration.
+    public let encryption: EncryptionKeys
     let leaseExpiry = TimerHolder()
+    /// The encryption migration loop (see `startEncryptionMigration`).
+    let migration = Mutex<Task<Void, Never>?>(nil)
     /// What the last start read: the snapshot it began from and the WAL entries after it.
     public struct StartupReport: Sendable {
         public var snapshotIndex: UInt64 = 0
@@ -198,6 +205,9 @@ public final class EtcdServer: Sendable {
             }
             try fs.createDirectoriesDurably(config.snapDir)
             let kv = try openBackend(config: config, logger: logger)
+            // Before the WAL is opened: without the keys its values were sealed with, the
+            // member does not start (never serves ciphertext as values).
+            try EncryptionKeys(config.encryption).checkStore(kv, path: config.backendPath)
             if WAL.exists(dir: walDir, fs: fs) {
                 // etcd: the newest readable snapshot, then the WAL from it on.
                 let snapshot = try SnapDirectory(dir: config.snapDir, fs: fs).loadNewest { path, error in
@@ -304,6 +314,7 @@ public final class EtcdServer: Sendable {
         driver.start(tick: .milliseconds(config.heartbeatMs), fastForwardTicks: singleVoter ? electionTicks - 1 : 0)
         await server.waitForLeader()
         server.leaseExpiry.set(server.startLeaseExpiry())
+        server.migration.withLock { $0 = server.startEncryptionMigration() }
         do {
             try await server.publish()
         } catch {
@@ -321,6 +332,8 @@ public final class EtcdServer: Sendable {
         self.clusterID = clusterID
         self.requestIDs = RequestIDGenerator(memberID: memberID)
         self.backend = kv.backend
+        self.encryption = EncryptionKeys(config.encryption)
+        kv.openSealed = encryption.opener
         let persisted = try ServerBackend.load(kv.backend)
         let lessor = try Self.attachLessor(to: kv, config: config)
         self.state = Mutex(State(kv: kv, lessor: lessor, members: persisted.members,
@@ -394,6 +407,7 @@ public final class EtcdServer: Sendable {
     /// Stops Raft and closes the WAL; pending requests fail with "server stopped".
     public func stop() {
         leaseExpiry.cancel()
+        migration.withLock { $0?.cancel() }
         let d = driver.withLock { d -> RaftDriver? in defer { d = nil }; return d }
         d?.stop()
         let waiters = state.withLock { s -> [Waiter] in
@@ -622,6 +636,9 @@ public final class EtcdServer: Sendable {
                 ServerBackend.saveAlarm(request.alarm, backend)
             } else if request.hasV2 {
                 result = .success(applyV2(request.v2, &s))
+            } else if let record = EncryptionRecord(request) {
+                applyEncryptionRecord(record, &s)
+                result = .success(.none)
             } else {
                 result = .failure(EtcdError(.unimplemented, "etcdserver: unsupported request"))
             }
@@ -869,11 +886,15 @@ public final class EtcdServer: Sendable {
         request.header.id = id
         let data: Data
         do {
-            data = try request.serializedBytes()
+            // etcd's size limit is on the request as the client sent it, before sealing.
+            let plain: Data = try request.serializedBytes()
+            if plain.count > config.maxRequestBytes { throw EtcdError.requestTooLarge }
+            data = try encryption.seal(request).map { try $0.serializedBytes() } ?? plain
+        } catch let e as EtcdError {
+            throw e
         } catch {
             throw EtcdError(.internal, "etcdserver: failed to encode request: \(error)")
         }
-        if data.count > config.maxRequestBytes { throw .requestTooLarge }
         guard let d = driver.withLock({ $0 }) else { throw .stopped }
         return try await wait(for: id) { d.propose(data, requestID: id) }
     }

@@ -327,6 +327,35 @@ final class RaftDriver: @unchecked Sendable {
         purgeWAL()
     }
 
+    /// After an encryption migration: a snapshot at the applied index now, a cut, and every
+    /// WAL segment and `.snap` (and received `.snap.db`) file below it removed whatever
+    /// --max-wals and --max-snapshots say, so no file keeps a value as it was before. Returns
+    /// false when entries past the applied index kept the older segments (try again later).
+    func snapshotAndPurgeEverythingBelow() -> Bool {
+        queue.sync {
+            // Only when every entry in the WAL is applied: the segments before the cut then
+            // hold nothing past the snapshot.
+            guard !stopped, (try? storage.lastIndex()) == applied else { return false }
+            do {
+                // The new segment is named at the applied index and gets the snapshot record.
+                try wal.waitBlocking(for: wal.submitCut(namedAt: applied))
+            } catch {
+                failStop("swetcd: cannot write the WAL: \(error)")
+                return false
+            }
+            takeSnapshot()
+            guard snapshotIndex == applied, wal.releaseAllButTail(coveredBy: applied) else { return false }
+            let locked = Set(wal.lockedSegmentNames)
+            for name in (try? wal.fs.contentsOfDirectory(wal.dir)) ?? [] where name.hasSuffix(".wal") && !locked.contains(name) {
+                try? wal.fs.remove(wal.dir + "/" + name)
+            }
+            policy.snapDir.purge(keep: 1)
+            policy.snapDir.removeReceivedDatabases()
+            try? wal.fs.syncDirectory(wal.dir)
+            return true
+        }
+    }
+
     /// etcd's PurgeFile on the WAL dir: the oldest segments go while more than --max-wals
     /// remain, stopping at the first one the WAL still holds (locked).
     private func purgeWAL() {

@@ -66,6 +66,14 @@ struct SnapDirectory {
         for name in all[keep...] { try? fs.remove(Paths.join(dir, name)) }
     }
 
+    /// Removes the databases received from a leader (`<index>.snap.db`): once applied they
+    /// are the backend file, and they may hold values as they were before a migration.
+    func removeReceivedDatabases() {
+        for name in (try? fs.contentsOfDirectory(dir)) ?? [] where name.hasSuffix(".snap.db") {
+            try? fs.remove(Paths.join(dir, name))
+        }
+    }
+
     enum SnapError: Error, CustomStringConvertible {
         case empty, crcMismatch
         var description: String {

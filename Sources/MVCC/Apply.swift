@@ -1,4 +1,5 @@
 import Foundation
+import SwiftProtobuf
 import EtcdProto
 
 // The request-level semantics of etcd's v3 applier (etcdserver/apply.go,
@@ -76,20 +77,24 @@ extension KVStore {
     /// the caller, `put`). Throws `.keyNotFound` before changing anything.
     func applyPut(_ p: Etcdserverpb_PutRequest, _ view: inout TxnView) throws(MVCCError) -> Etcdserverpb_PutResponse {
         var value = p.value
+        var sealed = Sealed.isMarked(p)
         var lease = p.lease
-        var prev: Mvccpb_KeyValue?
+        var prev: Mvccpb_KeyValue?  // as stored
         if p.ignoreValue || p.ignoreLease || p.prevKv {
-            prev = liveKVs(p.key, .single, atRev: view.readRev).first
+            prev = liveKVs(p.key, .single, atRev: view.readRev, stored: true).first
         }
         if p.ignoreValue || p.ignoreLease {
             guard prev != nil else { throw .keyNotFound }
         }
-        if p.ignoreValue, let prev { value = prev.value }
+        if p.ignoreValue, let prev {
+            value = prev.value
+            sealed = Sealed.isMarked(prev)
+        }
         if p.ignoreLease, let prev { lease = prev.lease }
 
         var resp = Etcdserverpb_PutResponse()
-        if p.prevKv, let prev { resp.prevKv = prev }
-        txnPut(p.key, value, lease: lease, &view)
+        if p.prevKv, let prev { resp.prevKv = try log.opened(prev) }
+        txnPut(p.key, value, lease: lease, sealed: sealed, &view)
         resp.header = header(view.beginRev + 1)
         return resp
     }
@@ -167,7 +172,17 @@ extension KVStore {
     /// etcd: applyCompare. Every key in the range must satisfy the compare; with no
     /// key in the range, a VALUE compare fails and the others compare against an
     /// empty KeyValue (revisions, version and lease 0).
-    func applyCompare(_ c: Etcdserverpb_Compare, atRev: Int64) -> Bool {
+    func applyCompare(_ compare: Etcdserverpb_Compare, atRev: Int64) -> Bool {
+        var c = compare
+        if Sealed.isMarked(c) {
+            // A value compare on a covered key was sealed on submit, like a put's value.
+            c.unknownFields = UnknownStorage()
+            do {
+                c.value = try log.openValue(c.key, c.value)
+            } catch {
+                fatalError("swetcd: cannot decrypt the compared value of key \(String(decoding: c.key, as: UTF8.self)) being applied: \(error)")
+            }
+        }
         let kvs = liveKVs(c.key, RangeEnd(requestRangeEnd: c.rangeEnd), atRev: atRev)
         if kvs.isEmpty {
             if c.target == .value { return false }

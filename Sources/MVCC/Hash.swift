@@ -4,7 +4,7 @@ import Foundation
 
 extension KVStore {
     /// etcd's Maintenance.Hash: CRC-32C over every bucket in name order — its name, then each
-    /// key and value — leaving out meta/consistent_index (etcd's DefaultIgnores). Also the
+    /// key and value — leaving out meta/consistent_index (etcd's DefaultIgnores), values swetcd encrypted as plaintext. Also the
     /// current revision.
     public func hash() throws(MVCCError) -> (hash: UInt32, revision: Int64) {
         do {
@@ -16,7 +16,7 @@ extension KVStore {
                 for (k, v) in try view.scan(bucket, from: [], to: nil) {
                     if bucket == Schema.meta && k == Schema.consistentIndexKey { continue }
                     crc = CRC32C.update(crc, k)
-                    crc = CRC32C.update(crc, v)
+                    crc = CRC32C.update(crc, bucket == Schema.key ? try log.plaintextBytes(v) : v)
                 }
             }
             return (crc, currentRev)
@@ -26,7 +26,7 @@ extension KVStore {
     }
 
     /// etcd's HashByRev (Maintenance.HashKV): CRC-32C over "key" and then each revision key
-    /// and value of the `key` bucket up to `revision` (0: the current one), leaving out the
+    /// and (plaintext) value of the `key` bucket up to `revision` (0: the current one), leaving out the
     /// revisions at or below the compaction that a compaction at `revision` would remove.
     /// Returns the hash, the current revision and the compact revision.
     public func hashKV(revision: Int64) throws(MVCCError) -> (hash: UInt32, revision: Int64, compactRevision: Int64) {
@@ -45,7 +45,7 @@ extension KVStore {
                 guard let r = Revision(key: k) else { continue }
                 if r < lower && !keep.isEmpty && !keep.contains(r) { continue }
                 crc = CRC32C.update(crc, k)
-                crc = CRC32C.update(crc, v)
+                crc = CRC32C.update(crc, try log.plaintextBytes(v))
             }
             return (crc, currentRev, compactRev)
         } catch {

@@ -32,7 +32,15 @@ public final class KVStore {
     /// The key index (etcd: treeIndex).
     var index = TreeIndex()
     /// Every retained change by revision: the backend's `key` bucket.
-    let log: RevisionLog
+    var log: RevisionLog
+    /// Decrypts values swetcd encrypted (see `Sealed`); nil without encryption.
+    public var openSealed: SealedValueOpener? {
+        get { log.open }
+        set { log.open = newValue }
+    }
+    /// The keys ("<provider>:<name>") that values in the store were encrypted with, as
+    /// found when the store was opened (a member checks its configuration lists them all).
+    public internal(set) var sealedKeyNames: Set<String> = []
     /// The backend the store writes to (batched; see `BatchedBackend`).
     public let backend: BatchedBackend
     /// The index of the last Raft entry whose effects are in the backend (etcd's
@@ -230,7 +238,8 @@ public final class KVStore {
     }
 
     /// etcd: storeTxnWrite.put.
-    func txnPut(_ key: Data, _ value: Data, lease: Int64, _ view: inout TxnView) {
+    /// `sealed`: `value` is encrypted (see `Sealed`); the event carries it decrypted.
+    func txnPut(_ key: Data, _ value: Data, lease: Int64, sealed: Bool = false, _ view: inout TxnView) {
         precondition(view.isWrite)
         let rev = view.beginRev + 1
         var created = rev
@@ -247,12 +256,22 @@ public final class KVStore {
         kv.modRevision = rev
         kv.version = version + 1
         kv.lease = lease
-        log.append(idxRev, kv, tombstone: false)
+        log.append(idxRev, kv, tombstone: false, sealed: sealed)
         index.put(key, idxRev)
         onKeyPut(key, lease)
         var ev = Mvccpb_Event()
         ev.type = .put
         ev.kv = kv
+        if sealed {
+            // Every member decrypts what it applies for its watchers: a member whose
+            // configuration lacks the key cannot serve this value at all (etcd panics on an
+            // unreadable backend alike).
+            do {
+                ev.kv.value = try log.openValue(key, value)
+            } catch {
+                fatalError("swetcd: cannot decrypt the value of key \(String(decoding: key, as: UTF8.self)) being applied at revision \(rev): \(error)")
+            }
+        }
         view.changes.append(ev)
     }
 
@@ -301,9 +320,11 @@ public final class KVStore {
 
     /// All live KVs in [key, end) at `atRev` (a Range with default options). Used while
     /// applying a write, where a backend that cannot be read is fatal (etcd panics too).
-    func liveKVs(_ key: Data, _ end: RangeEnd, atRev: Int64) -> [Mvccpb_KeyValue] {
+    /// `stored`: values as stored (sealed ones encrypted and marked).
+    func liveKVs(_ key: Data, _ end: RangeEnd, atRev: Int64, stored: Bool = false) -> [Mvccpb_KeyValue] {
         do {
-            return try log.kvs(at: index.range(key, end, atRev: atRev).map(\.rev))
+            let revs = index.range(key, end, atRev: atRev).map(\.rev)
+            return stored ? try log.storedKVs(at: revs) : try log.kvs(at: revs)
         } catch {
             preconditionFailure("swetcd: cannot read the backend while applying: \(error)")
         }

@@ -1,4 +1,5 @@
 import Backend
+import Encryption
 import EtcdProto
 import FileIO
 import Foundation
@@ -27,6 +28,9 @@ extension KVStore {
             for e in try view.scan(Schema.key, from: Revision(main: 1).key(), to: nil) {
                 guard let rev = Revision(key: e.key) else { throw MVCCError.storage("bad revision key in the key bucket") }
                 let kv = try Mvccpb_KeyValue(serializedBytes: e.value)
+                if Sealed.isMarked(kv) {
+                    sealedKeyNames.insert(ValueCipher.keyLabel(of: kv.value) ?? "unreadable")
+                }
                 currentRev = rev.main
                 let tombstone = e.key.count == 18
                 if tombstone || kv.lease == 0 {

@@ -89,6 +89,8 @@ public final class WAL: @unchecked Sendable {
         case save(hardState: (state: Raftpb_HardState, bytes: [UInt8])?, entries: [(index: UInt64, bytes: [UInt8])])
         case snapshot(bytes: [UInt8], index: UInt64)
         case sync
+        /// Continue in a new segment from here on, named after `index` (nil: the next entry).
+        case cut(index: UInt64?)
     }
 
     private enum Phase { case reading, appending, closed }
@@ -394,6 +396,15 @@ public final class WAL: @unchecked Sendable {
         try enqueue(.snapshot(bytes: WALFraming.marshal(snapshot), index: snapshot.index))
     }
 
+    /// Queues a cut: what is submitted after it goes to a new segment (so the segments before
+    /// hold only what was written before; see `releaseAllButTail`).
+    /// `index`: name the new segment after this index instead of the next entry's, so that
+    /// a snapshot record at `index` written next opens from it (etcd opens a WAL at a
+    /// snapshot from the last segment named at or below the snapshot's index).
+    public func submitCut(namedAt index: UInt64? = nil) throws(WALError) -> Ticket {
+        try enqueue(.cut(index: index))
+    }
+
     /// Queues a sync of everything submitted so far.
     public func submitSync() throws(WALError) -> Ticket {
         try enqueue(.sync)
@@ -479,6 +490,22 @@ public final class WAL: @unchecked Sendable {
             return out
         }
         for s in released { try? s.handle.close() }
+    }
+
+    /// Lets go of every segment but the tail when the tail starts at or before `index + 1`:
+    /// the others then hold only entries up to `index` (after a snapshot at `index` and a cut).
+    /// Returns whether it did.
+    @discardableResult
+    public func releaseAllButTail(coveredBy index: UInt64) -> Bool {
+        let released: [Segment]? = segments.withLock { segs in
+            guard segs.count > 1, let start = SegmentName.parse(segs[segs.count - 1].name)?.index,
+                  start <= index + 1 else { return nil }
+            let out = Array(segs.dropLast())
+            segs.removeFirst(segs.count - 1)
+            return out
+        }
+        for s in released ?? [] { try? s.handle.close() }
+        return released != nil
     }
 
     /// Names of the segments this WAL holds locked, oldest first.
@@ -600,6 +627,10 @@ public final class WAL: @unchecked Sendable {
                 mustSync = true
             case .sync:
                 mustSync = true
+            case .cut(let index):
+                try cut(namedAt: index)
+                mustSync = false
+                continue
             }
             if encoder!.offset >= options.segmentBytes {
                 try cut()
@@ -618,7 +649,7 @@ public final class WAL: @unchecked Sendable {
     /// Closes the tail segment (truncated to its records, synced) and continues in a new one
     /// named after the next entry index: the prepared .tmp file gets the crc, metadata and
     /// hard-state records, is synced, renamed into place, and the directory synced.
-    private func cut() throws(WALError) {
+    private func cut(namedAt index: UInt64? = nil) throws(WALError) {
         let tail = encoder!.handle
         let end = encoder!.offset
         try io {
@@ -629,7 +660,7 @@ public final class WAL: @unchecked Sendable {
 
         let tailName = segments.withLock { $0[$0.count - 1].name }
         guard let seq = SegmentName.parse(tailName)?.sequence else { throw .badWALName(tailName) }
-        let name = SegmentName.make(sequence: seq + 1, index: lastEntryIndex + 1)
+        let name = SegmentName.make(sequence: seq + 1, index: min(index ?? .max, lastEntryIndex + 1))
         let next = try pipeline!.open()
         segments.withLock { $0.append(Segment(name: next.name, handle: next.handle)) }
 

@@ -1,4 +1,5 @@
 import Dispatch
+import Encryption
 import EtcdAPI
 import EtcdConfig
 import EtcdServer
@@ -10,6 +11,11 @@ import Synchronization
 
 // swetcd: etcd's command line, environment and config file; then the member and one
 // client listener per --listen-client-urls entry, until SIGTERM or SIGINT.
+
+// `swetcd encryption status ...`: a client command, not a member.
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "encryption" {
+    exit(await EncryptionStatusCommand.run(Array(CommandLine.arguments.dropFirst(2))))
+}
 
 let outcome: ParseOutcome
 do {
@@ -106,6 +112,15 @@ do {
     mainLog.critical("\(error.message)")
     exit(1)
 }
+// Encryption at rest: a file that does not load stops the member before anything is written.
+if !config.encryptionProviderConfig.isEmpty {
+    do {
+        serverConfig.encryption = try ValueEncryptor.load(file: config.encryptionProviderConfig, prefixes: config.encryptionResourcePrefixes)
+    } catch {
+        mainLog.critical("\(error)")
+        exit(1)
+    }
+}
 // The peer URLs listen before the member starts: a new cluster elects its leader through them.
 serverConfig.joinExisting = config.initialClusterState == "existing"
 serverConfig.strictReconfigCheck = config.strictReconfigCheck
@@ -144,6 +159,35 @@ do {
 } catch {
     mainLog.critical("\(error.message)")
     exit(1)
+}
+// --encryption-provider-config-automatic-reload: the file is read again when it changes
+// (checked every second) and on SIGHUP; a file that does not load is reported and the
+// configuration in use stays.
+var reloadSources: [DispatchSourceProtocol] = []
+if config.encryptionProviderConfigAutomaticReload && !config.encryptionProviderConfig.isEmpty {
+    let file = config.encryptionProviderConfig
+    let prefixes = config.encryptionResourcePrefixes
+    let lastText = Mutex<String?>(try? String(contentsOfFile: file, encoding: .utf8))
+    let reload: @Sendable (Bool) -> Void = { forced in
+        let text = try? String(contentsOfFile: file, encoding: .utf8)
+        guard forced || lastText.withLock({ $0 != text }) else { return }
+        lastText.withLock { $0 = text }
+        do {
+            server.encryption.replace(try ValueEncryptor.load(file: file, prefixes: prefixes))
+            mainLog.notice("loaded the encryption provider config \(file)")
+        } catch {
+            mainLog.error("\(error); the configuration loaded before stays in use")
+        }
+    }
+    signal(SIGHUP, SIG_IGN)
+    let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
+    hup.setEventHandler { reload(true) }
+    hup.resume()
+    let timer = DispatchSource.makeTimerSource(queue: .main)
+    timer.schedule(deadline: .now() + 1, repeating: 1)
+    timer.setEventHandler { reload(false) }
+    timer.resume()
+    reloadSources = [hup, timer]
 }
 let compactor = autoCompaction.map { server.startAutoCompaction($0, formatDuration: GoDuration.format) }
 

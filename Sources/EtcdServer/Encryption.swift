@@ -1,0 +1,383 @@
+import EtcdProto
+import Encryption
+import Foundation
+import MVCC
+import Synchronization
+
+/// The member's encryption at rest: the loaded `--encryption-provider-config` (replaced on
+/// reload), values sealed on submit, opened for the store.
+public final class EncryptionKeys: Sendable {
+    private let current: Mutex<(encryptor: ValueEncryptor?, generation: Int)>
+
+    public init(_ encryptor: ValueEncryptor?) {
+        current = Mutex((encryptor, 0))
+    }
+
+    public var encryptor: ValueEncryptor? { current.withLock { $0.encryptor } }
+
+    /// The configuration and how many times it was replaced.
+    var snapshot: (encryptor: ValueEncryptor?, generation: Int) { current.withLock { $0 } }
+
+    /// Puts a newly loaded configuration in place (requests submitted after this use it; the
+    /// migration starts on the leader).
+    public func replace(_ encryptor: ValueEncryptor?) {
+        current.withLock { $0 = (encryptor, $0.generation + 1) }
+    }
+
+    /// The store's opener: decrypts with whichever configuration is current.
+    var opener: SealedValueOpener {
+        { [self] key, value in
+            guard let e = encryptor else {
+                throw CipherError("no --encryption-provider-config is given")
+            }
+            return Data(try e.open(key: Array(key), stored: Array(value)))
+        }
+    }
+
+    /// The request as it enters the log: every put of a covered key with its value sealed and
+    /// marked, every other put with no mark (a client cannot set it). Nested txns included.
+    /// nil when that is the request as it is (no encryption configured, no mark sent).
+    func seal(_ request: Etcdserverpb_InternalRaftRequest) throws(EtcdError) -> Etcdserverpb_InternalRaftRequest? {
+        let e = encryptor
+        guard e != nil || (request.hasPut && !request.put.unknownFields.data.isEmpty)
+                || (request.hasTxn && Self.hasUnknownFields(request.txn)) else { return nil }
+        var r = request
+        if r.hasPut { r.put = try seal(r.put, e) }
+        if r.hasTxn { r.txn = try seal(r.txn, e) }
+        return r
+    }
+
+    private static func hasUnknownFields(_ t: Etcdserverpb_TxnRequest) -> Bool {
+        t.compare.contains { !$0.unknownFields.data.isEmpty } || (t.success + t.failure).contains { op in
+            switch op.request {
+            case .requestPut(let p)?: return !p.unknownFields.data.isEmpty
+            case .requestTxn(let n)?: return hasUnknownFields(n)
+            default: return false
+            }
+        }
+    }
+
+    /// `value` sealed for `key`, or nil when the key's values are stored as written.
+    private func sealed(_ value: Data, key: Data, _ e: ValueEncryptor, what: String) throws(EtcdError) -> Data? {
+        do {
+            return try e.seal(key: Array(key), value: Array(value)).map { Data($0) }
+        } catch {
+            throw EtcdError(.internal, "swetcd: cannot encrypt the \(what) of key \(String(decoding: key, as: UTF8.self)): \(error)")
+        }
+    }
+
+    private func seal(_ put: Etcdserverpb_PutRequest, _ e: ValueEncryptor?) throws(EtcdError) -> Etcdserverpb_PutRequest {
+        // ignore_value keeps the stored value, sealed or not; its value field is empty.
+        guard let e, !put.ignoreValue, let v = try sealed(put.value, key: put.key, e, what: "value") else {
+            return Sealed.marking(put, sealed: false)
+        }
+        var p = put
+        p.value = v
+        return Sealed.marking(p, sealed: true)
+    }
+
+    private func seal(_ txn: Etcdserverpb_TxnRequest, _ e: ValueEncryptor?) throws(EtcdError) -> Etcdserverpb_TxnRequest {
+        var t = txn
+        for i in t.compare.indices { t.compare[i] = try seal(t.compare[i], e) }
+        for i in t.success.indices { t.success[i] = try seal(t.success[i], e) }
+        for i in t.failure.indices { t.failure[i] = try seal(t.failure[i], e) }
+        return t
+    }
+
+    /// A value compare on a covered key carries the value sealed too: the log holds no
+    /// plaintext of a covered value, not even one a client compares with.
+    private func seal(_ c: Etcdserverpb_Compare, _ e: ValueEncryptor?) throws(EtcdError) -> Etcdserverpb_Compare {
+        guard let e, case .value(let v)? = c.targetUnion, let sealedValue = try sealed(v, key: c.key, e, what: "compared value") else {
+            return Sealed.marking(c, sealed: false)
+        }
+        var out = c
+        out.value = sealedValue
+        return Sealed.marking(out, sealed: true)
+    }
+
+    private func seal(_ op: Etcdserverpb_RequestOp, _ e: ValueEncryptor?) throws(EtcdError) -> Etcdserverpb_RequestOp {
+        var o = op
+        switch op.request {
+        case .requestPut(let p)?: o.requestPut = try seal(p, e)
+        case .requestTxn(let t)?: o.requestTxn = try seal(t, e)
+        default: break
+        }
+        return o
+    }
+
+    /// At start: every key the store's values were sealed with must be in the configuration.
+    func checkStore(_ kv: KVStore, path: String) throws(EtcdError) {
+        guard !kv.sealedKeyNames.isEmpty else { return }
+        if let e = encryptor {
+            let missing = e.missing(kv.sealedKeyNames)
+            guard missing.isEmpty else {
+                throw EtcdError(.failedPrecondition, "swetcd: \(path) holds values encrypted with \(Self.list(missing)), which \(e.file) does not list; start with the encryption provider config that has \(missing.count == 1 ? "it" : "them")")
+            }
+        } else {
+            throw EtcdError(.failedPrecondition, "swetcd: \(path) holds values encrypted with \(Self.list(kv.sealedKeyNames.sorted())); start with --encryption-provider-config naming \(kv.sealedKeyNames.count == 1 ? "that key" : "those keys")")
+        }
+    }
+
+    private static func list(_ names: [String]) -> String {
+        (names.count == 1 ? "key " : "keys ") + names.map { "\"\($0)\"" }.joined(separator: ", ")
+    }
+}
+
+// MARK: - Migration through the log
+
+/// swetcd's own log records for encryption (InternalRaftRequest fields no etcd request has;
+/// encryption needs every member to be swetcd):
+/// - field 5000, a migration batch: a WatchResponse whose events each carry a revision key
+///   (kv.key) and the new stored bytes for it (kv.value), applied in place without a new
+///   revision or an event;
+/// - field 5001, migration completed: every member snapshots, drops the older WAL segments
+///   and snapshots, and defragments.
+enum EncryptionRecord {
+    case rewrite([(revisionKey: [UInt8], stored: [UInt8])])
+    case completed
+
+    static let rewriteTag: [UInt8] = varint(5000 << 3 | 2)
+    static let completedTag: [UInt8] = varint(5001 << 3 | 0)
+
+    var request: Etcdserverpb_InternalRaftRequest {
+        var payload: [UInt8]
+        switch self {
+        case .rewrite(let items):
+            var batch = Etcdserverpb_WatchResponse()
+            batch.events = items.map { item in
+                var ev = Mvccpb_Event()
+                ev.kv.key = Data(item.revisionKey)
+                ev.kv.value = Data(item.stored)
+                return ev
+            }
+            let bytes: [UInt8] = (try? batch.serializedBytes()) ?? []
+            payload = Self.rewriteTag + Self.varint(UInt64(bytes.count)) + bytes
+        case .completed:
+            payload = Self.completedTag + [1]
+        }
+        do {
+            return try Etcdserverpb_InternalRaftRequest(serializedBytes: payload)
+        } catch {
+            preconditionFailure("encryption record does not decode: \(error)")
+        }
+    }
+
+    init?(_ r: Etcdserverpb_InternalRaftRequest) {
+        let data = Array(r.unknownFields.data)
+        if data.starts(with: Self.completedTag) {
+            self = .completed
+            return
+        }
+        guard data.starts(with: Self.rewriteTag) else { return nil }
+        var i = Self.rewriteTag.count
+        var length: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < data.count {
+            let b = data[i]
+            i += 1
+            length |= UInt64(b & 0x7f) << shift
+            if b < 0x80 { break }
+            shift += 7
+            if shift > 63 { return nil }
+        }
+        guard UInt64(data.count - i) >= length,
+              let batch = try? Etcdserverpb_WatchResponse(serializedBytes: Array(data[i..<i + Int(length)]))
+        else { return nil }
+        self = .rewrite(batch.events.map { (Array($0.kv.key), Array($0.kv.value)) })
+    }
+
+    static func varint(_ v: UInt64) -> [UInt8] {
+        var out: [UInt8] = []
+        var x = v
+        while x >= 0x80 {
+            out.append(UInt8(x & 0x7f) | 0x80)
+            x >>= 7
+        }
+        out.append(UInt8(x))
+        return out
+    }
+}
+
+/// Where encryption stands, per resource of the configuration (what `swetcd encryption
+/// status` prints and /metrics carries).
+public struct EncryptionStatus: Sendable, Codable, Equatable {
+    public struct Resource: Sendable, Codable, Equatable {
+        /// The rule's resource name ("secrets", "*.*"), or "(not covered)" for values sealed
+        /// under keys no rule covers any more.
+        public var resource: String
+        /// EncryptionInProgress, EncryptionCompleted, DecryptionInProgress, DecryptionCompleted.
+        public var state: String
+        /// "<provider>:<key name>" values are sealed with, or "identity".
+        public var target: String
+        /// Stored values (every revision kept) under the resource's prefixes.
+        public var values: Int
+        /// Of those, how many are in the target form.
+        public var done: Int
+    }
+
+    public var member: String
+    public var config: String
+    public var resources: [Resource]
+}
+
+extension EtcdServer {
+    /// Counts every stored value by resource: in the target form or not (a full scan of the
+    /// `key` bucket, in windows, without holding the member for long).
+    public func encryptionStatus() throws(EtcdError) -> EncryptionStatus {
+        let e = encryption.encryptor
+        var byResource: [String: EncryptionStatus.Resource] = [:]
+        if let e {
+            for entry in e.coverage.entries where byResource[entry.resource] == nil {
+                var target = "identity"
+                if case .keyed(let kind, let keys)? = entry.providers.first, let k = keys.first { target = "\(kind.rawValue):\(k.name)" }
+                byResource[entry.resource] = .init(resource: entry.resource, state: "", target: target, values: 0, done: 0)
+            }
+        }
+        try forEachStoredValue { v in
+            let current = v.sealingKey ?? "identity"
+            let name: String
+            if let entry = e?.coverage.entry(for: Array(v.kv.key)) {
+                name = entry.resource
+            } else if v.isSealed {
+                name = "(not covered)"
+                if byResource[name] == nil { byResource[name] = .init(resource: name, state: "", target: "identity", values: 0, done: 0) }
+            } else {
+                return
+            }
+            byResource[name]!.values += 1
+            if byResource[name]!.target == current { byResource[name]!.done += 1 }
+        }
+        let resources = byResource.values.sorted { $0.resource < $1.resource }.map { r in
+            var r = r
+            let complete = r.done == r.values
+            r.state = r.target == "identity" ? (complete ? "DecryptionCompleted" : "DecryptionInProgress")
+                                             : (complete ? "EncryptionCompleted" : "EncryptionInProgress")
+            return r
+        }
+        return EncryptionStatus(member: config.name, config: e?.file ?? "", resources: resources)
+    }
+
+    /// Every stored put, in revision order, read in windows of 1,000 revisions.
+    func forEachStoredValue(_ body: (KVStore.StoredValue) throws(EtcdError) -> Void) throws(EtcdError) {
+        var from: Int64 = 1
+        while true {
+            let (values, end) = try state.withLock { s throws(EtcdError) -> ([KVStore.StoredValue], Int64) in
+                do throws(MVCCError) {
+                    return (try s.kv.storedValues(from: from, to: from + 1000), s.kv.currentRevision)
+                } catch { throw EtcdError(error) }
+            }
+            for v in values { try body(v) }
+            from += 1000
+            if from > end { return }
+        }
+    }
+
+    /// The migration loop (on the leader): rewrites, in batches through the log, every stored
+    /// value not in the form the current configuration wants; once a full pass finds none
+    /// after having rewritten some, records completion (every member then snapshots, purges
+    /// and defragments). Checks again every second and after a reload.
+    func startEncryptionMigration() -> Task<Void, Never> {
+        Task.detached { [weak self] in
+            var seen = -1
+            var since = ContinuousClock.now
+            var done: Int?
+            var rewrote = false
+            // Nothing to do until a configuration is loaded, unless the store holds sealed values.
+            if let self, self.encryption.snapshot.encryptor == nil,
+               self.state.withLock({ $0.kv.sealedKeyNames.isEmpty }) { done = 0 }
+            while !Task.isCancelled {
+                guard let self else { return }
+                let (config, generation) = self.encryption.snapshot
+                if generation != seen {
+                    seen = generation
+                    since = .now
+                    rewrote = false
+                }
+                if self.isLeaderNow && done != generation {
+                    do {
+                        if try await self.migrationPass(config) > 0 {
+                            rewrote = true
+                            continue
+                        }
+                        // Requests sealed under the previous configuration may still be on
+                        // their way to the log: completion waits out one request timeout.
+                        if generation == 0 || ContinuousClock.now - since >= self.requestTimeout {
+                            if rewrote { _ = try await self.process(EncryptionRecord.completed.request) }
+                            done = generation
+                        }
+                    } catch {
+                        self.logger.warning("encryption migration: \(error); retrying", metadata: ["pkg": "encryption"])
+                    }
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    var isLeaderNow: Bool { state.withLock { $0.leader == memberID } }
+
+    /// One pass over the store; returns how many values it rewrote.
+    private func migrationPass(_ e: ValueEncryptor?) async throws(EtcdError) -> Int {
+        var pending: [(revisionKey: [UInt8], stored: [UInt8])] = []
+        var rewritten = 0
+        var batches: [[(revisionKey: [UInt8], stored: [UInt8])]] = []
+        try forEachStoredValue { v throws(EtcdError) in
+            let key = Array(v.kv.key)
+            let want = e?.sealingKey(for: key)
+            let current = v.sealingKey
+            guard want != current else { return }
+            let plain: Data = try state.withLock { s throws(EtcdError) in
+                do throws(MVCCError) { return try s.kv.plaintext(v) } catch { throw EtcdError(error) }
+            }
+            var value = plain
+            if let e, want != nil {
+                do {
+                    value = Data(try e.seal(key: key, value: Array(plain)) ?? Array(plain))
+                } catch {
+                    throw EtcdError(.internal, "swetcd: cannot encrypt the value of key \(String(decoding: key, as: UTF8.self)): \(error)")
+                }
+            }
+            pending.append((v.revisionKey, KVStore.storedBytes(v.kv, value: value, sealed: want != nil)))
+            if pending.count >= 100 {
+                batches.append(pending)
+                pending = []
+            }
+        }
+        if !pending.isEmpty { batches.append(pending) }
+        // A test hook (never set in production): pause between batches, so a test can stop
+        // the member in the middle of a migration.
+        let pause = ProcessInfo.processInfo.environment["SWETCD_TEST_MIGRATION_PAUSE_MS"].flatMap { Int($0) } ?? 0
+        for batch in batches {
+            if pause > 0 { try? await Task.sleep(for: .milliseconds(pause)) }
+            _ = try await process(EncryptionRecord.rewrite(batch).request)
+            rewritten += batch.count
+            logger.info("encryption migration: rewrote \(batch.count) stored values", metadata: ["pkg": "encryption"])
+        }
+        return rewritten
+    }
+
+    /// Applies an encryption record (in the apply loop).
+    func applyEncryptionRecord(_ record: EncryptionRecord, _ s: inout State) {
+        switch record {
+        case .rewrite(let items):
+            s.kv.rewrite(items)
+        case .completed:
+            logger.notice("encryption migration completed: taking a snapshot, removing older WAL segments and snapshots, defragmenting", metadata: ["pkg": "encryption"])
+            Task.detached { [weak self] in await self?.purgeAfterMigration() }
+        }
+    }
+
+    /// Every member, once a migration completed: nothing on disk keeps values as they were.
+    func purgeAfterMigration() async {
+        for _ in 0..<50 {
+            guard let d = driverIfRunning else { return }
+            if d.snapshotAndPurgeEverythingBelow() { break }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        do {
+            try await defragment()
+        } catch {
+            logger.error("encryption migration: defragment failed: \(error)", metadata: ["pkg": "encryption"])
+        }
+    }
+}
