@@ -72,6 +72,10 @@ public final class PeerListener: Sendable {
                 return .init(contentType: "application/json", bytes: Array(PeerMembersJSON.encode(server.members).utf8), headers: cid)
             case (.GET, "/version"):
                 return .init(body: #"{"etcdserver":"\#(EtcdServer.etcdVersion)","etcdcluster":"3.4.0"}"#)
+            case (.GET, "/swetcd/version"):
+                // swetcd's own: how members tell each other apart from real etcd (encryption
+                // at rest needs every member to be swetcd).
+                return .init(body: #"{"swetcd":true}"#)
             case (.GET, "/raft/probing"):
                 return .init(body: #"{"health":"true"}"#)
             case (.POST, "/leases"):

@@ -102,6 +102,16 @@ public final class HTTPPeerTransport: PeerTransport, @unchecked Sendable {
 
     // MARK: - Requests that want an answer (membership, lease and promote forwarding)
 
+    public func isSwetcd(_ peerURLs: [String]) async -> Bool? {
+        for url in peerURLs {
+            guard let target = PeerURL(url),
+                  let r = try? await PeerHTTP.request(group: group, target: target, method: .GET, path: "/swetcd/version")
+            else { continue }
+            return r.status == 200
+        }
+        return nil
+    }
+
     public func fetchCluster(from peerURLs: [String]) async throws(EtcdError) -> (clusterID: UInt64, members: [Member]) {
         for url in peerURLs {
             guard let target = PeerURL(url),

@@ -32,6 +32,9 @@ public protocol PeerTransport: Sendable {
     func activeSince(_ id: UInt64) -> ContinuousClock.Instant?
     /// etcd's promote forwarding: a follower asks the leader to promote a learner.
     func forwardPromote(_ id: UInt64, to peerURLs: [String]) async throws(EtcdError)
+    /// Whether the member at `peerURLs` is swetcd (it answers `GET /swetcd/version`): true,
+    /// false (it answered otherwise, e.g. real etcd's 404), nil (unreachable).
+    func isSwetcd(_ peerURLs: [String]) async -> Bool?
     func stop()
 }
 

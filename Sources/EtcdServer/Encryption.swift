@@ -9,9 +9,17 @@ import Synchronization
 public final class EncryptionKeys: Sendable {
     private let current: Mutex<(encryptor: ValueEncryptor?, generation: Int)>
 
+    /// Values are sealed (and migrated) only once every other member is known to be swetcd;
+    /// opening needs no such check.
+    private let allMembersSwetcd = Atomic<Bool>(false)
+
     public init(_ encryptor: ValueEncryptor?) {
         current = Mutex((encryptor, 0))
     }
+
+    var isPermitted: Bool { allMembersSwetcd.load(ordering: .acquiring) }
+
+    func permit() { allMembersSwetcd.store(true, ordering: .releasing) }
 
     public var encryptor: ValueEncryptor? { current.withLock { $0.encryptor } }
 
@@ -38,7 +46,7 @@ public final class EncryptionKeys: Sendable {
     /// marked, every other put with no mark (a client cannot set it). Nested txns included.
     /// nil when that is the request as it is (no encryption configured, no mark sent).
     func seal(_ request: Etcdserverpb_InternalRaftRequest) throws(EtcdError) -> Etcdserverpb_InternalRaftRequest? {
-        let e = encryptor
+        let e = isPermitted ? encryptor : nil
         guard e != nil || (request.hasPut && !request.put.unknownFields.data.isEmpty)
                 || (request.hasTxn && Self.hasUnknownFields(request.txn)) else { return nil }
         var r = request
@@ -293,7 +301,7 @@ extension EtcdServer {
                     since = .now
                     rewrote = false
                 }
-                if self.isLeaderNow && done != generation {
+                if self.isLeaderNow && done != generation && self.encryption.isPermitted {
                     do {
                         if try await self.migrationPass(config) > 0 {
                             rewrote = true
@@ -315,6 +323,38 @@ extension EtcdServer {
     }
 
     var isLeaderNow: Bool { state.withLock { $0.leader == memberID } }
+
+    /// Encryption needs every member to be swetcd (the log carries swetcd's own records and
+    /// marks): until each other member has answered as swetcd, values are stored as written
+    /// and nothing is migrated; a member that answers as something else is reported.
+    func checkMembersForEncryption() -> Task<Void, Never> {
+        Task.detached { [weak self] in
+            var reported: Set<UInt64> = []
+            while !Task.isCancelled {
+                guard let self else { return }
+                let others = self.members.filter { $0.id != self.memberID }
+                var all = true
+                for m in others {
+                    switch await self.config.peerTransport?.isSwetcd(m.peerURLs) {
+                    case true?:
+                        continue
+                    case false?:
+                        all = false
+                        if reported.insert(m.id).inserted {
+                            self.logger.error("encryption at rest needs every member to be swetcd: member \(m.name) (\(m.peerURLs.joined(separator: ","))) is not; values are stored as written", metadata: ["pkg": "encryption"])
+                        }
+                    default:
+                        all = false
+                    }
+                }
+                if all {
+                    self.encryption.permit()
+                    return
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
 
     /// One pass over the store; returns how many values it rewrote.
     private func migrationPass(_ e: ValueEncryptor?) async throws(EtcdError) -> Int {

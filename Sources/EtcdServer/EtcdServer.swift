@@ -138,6 +138,8 @@ public final class EtcdServer: Sendable {
     let leaseExpiry = TimerHolder()
     /// The encryption migration loop (see `startEncryptionMigration`).
     let migration = Mutex<Task<Void, Never>?>(nil)
+    /// Until every other member is known to be swetcd (see `checkMembersForEncryption`).
+    let memberCheck = Mutex<Task<Void, Never>?>(nil)
     /// What the last start read: the snapshot it began from and the WAL entries after it.
     public struct StartupReport: Sendable {
         public var snapshotIndex: UInt64 = 0
@@ -315,6 +317,11 @@ public final class EtcdServer: Sendable {
         await server.waitForLeader()
         server.leaseExpiry.set(server.startLeaseExpiry())
         server.migration.withLock { $0 = server.startEncryptionMigration() }
+        if server.members.count == 1 {
+            server.encryption.permit()
+        } else {
+            server.memberCheck.withLock { $0 = server.checkMembersForEncryption() }
+        }
         do {
             try await server.publish()
         } catch {
@@ -408,6 +415,7 @@ public final class EtcdServer: Sendable {
     public func stop() {
         leaseExpiry.cancel()
         migration.withLock { $0?.cancel() }
+        memberCheck.withLock { $0?.cancel() }
         let d = driver.withLock { d -> RaftDriver? in defer { d = nil }; return d }
         d?.stop()
         let waiters = state.withLock { s -> [Waiter] in
