@@ -30,12 +30,7 @@ public final class ValueEncryptor: Sendable {
     /// Reads and validates `file`; `prefixes` is "kubernetes", "openshift" or a YAML file
     /// (see `ResourcePrefixes.load`).
     public static func load(file: String, prefixes: String) throws(EncryptionConfigError) -> ValueEncryptor {
-        let text: String
-        do {
-            text = try String(contentsOfFile: file, encoding: .utf8)
-        } catch {
-            throw EncryptionConfigError(file: file, problems: ["cannot read the file: \(error.localizedDescription)"])
-        }
+        let text = try readText(file, what: "--encryption-provider-config")
         let config = try EncryptionConfig.parse(text, file: file)
         return ValueEncryptor(config: config, prefixes: try ResourcePrefixes.load(prefixes), file: file)
     }
@@ -93,12 +88,7 @@ extension ResourcePrefixes {
         case "openshift": return .openshift
         default: break
         }
-        let text: String
-        do {
-            text = try String(contentsOfFile: spec, encoding: .utf8)
-        } catch {
-            throw EncryptionConfigError(file: spec, problems: ["--encryption-resource-prefixes is kubernetes, openshift or a YAML file: cannot read the file: \(error.localizedDescription)"])
-        }
+        let text = try readText(spec, what: "--encryption-resource-prefixes (kubernetes, openshift or a YAML file)")
         guard let doc = (try? Yams.load(yaml: text)) as? [String: Any] else {
             throw EncryptionConfigError(file: spec, problems: ["not a YAML object with roots and resources"])
         }
@@ -119,4 +109,16 @@ extension ResourcePrefixes {
         if !problems.isEmpty { throw EncryptionConfigError(file: spec, problems: problems) }
         return ResourcePrefixes(prefixes: map, roots: roots ?? [])
     }
+}
+
+/// A config file's text, or an error saying why it cannot be read.
+func readText(_ path: String, what: String) throws(EncryptionConfigError) -> String {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        let why = FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file or directory"
+        throw EncryptionConfigError(file: path, problems: ["\(what): open \(path): \(why)"])
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+        throw EncryptionConfigError(file: path, problems: ["\(what): the file is not UTF-8 text"])
+    }
+    return text
 }
