@@ -98,6 +98,7 @@ def main():
         for k, v in uncovered.items():
             ctl(port, "put", k, v)
         hashkv = json.loads(ctl(port, "endpoint", "hashkv", "-w", "json").stdout)[0]["HashKV"]["hash"]
+        listing = json.loads(ctl(port, "get", "/registry/", "--prefix", "-w", "json").stdout)["kvs"]
         stop(p)
 
         # Turned on, with a kill -9 in the middle of the migration, then resumed.
@@ -111,11 +112,21 @@ def main():
         p.kill()
         p.wait()
         p = start(binary, data, port, log, flags)
+        # A watcher from the next revision on, across the rest of the migration: it must see nothing.
+        watch_out = open(os.path.join(work, "watch.out"), "w+")
+        watcher = subprocess.Popen(["etcdctl", "--endpoints=127.0.0.1:%d" % port, "watch", "--prefix", "/registry/", "--prev-kv"],
+                                   stdout=watch_out, stderr=subprocess.STDOUT)
         st = wait_for("EncryptionCompleted", lambda: (lambda s: s if s["secrets"]["state"] == "EncryptionCompleted" else None)(status(binary, port)))
         check(st["secrets"] == {"resource": "secrets", "state": "EncryptionCompleted", "target": "aescbc:key1", "values": 300, "done": 300},
               "after a kill -9 mid-migration it resumes: EncryptionCompleted, 300 of 300 revisions")
         wait_for("the post-migration defragment", lambda: open(os.path.join(work, "server.log"), "rb").read().count(b"encryption migration completed") >= 1
                  and open(os.path.join(work, "server.log"), "rb").read().rsplit(b"encryption migration completed", 1)[1].count(b"finished defragmenting") >= 1)
+        watcher.terminate()
+        watcher.wait()
+        watch_out.seek(0)
+        check(watch_out.read() == "", "the migration produced no watch event")
+        check(json.loads(ctl(port, "get", "/registry/", "--prefix", "-w", "json").stdout)["kvs"] == listing,
+              "every key, value, create/mod revision and version is as before the migration")
         for k, vs in covered.items():
             r = ctl(port, "get", k, "--print-value-only")
             assert r.stdout.strip() == vs[-1], (k, r.stdout)
@@ -126,14 +137,16 @@ def main():
         check(h2 == hashkv, "hashkv is the same as before encryption (computed over plaintext)")
         snap = os.path.join(work, "snap.db")
         check(ctl(port, "snapshot", "save", snap).returncode == 0, "snapshot save")
-        found = []
-        allfiles = list(files_bytes(data)) + [(snap, open(snap, "rb").read())]
-        for path, b in allfiles:
-            for k, vs in covered.items():
-                for v in vs:
-                    if v.encode() in b:
-                        found.append((path, k))
-        check(not found, "no covered plaintext (either revision) in any file of the data dir or the snapshot (%d files)" % len(allfiles) if not found else str(found[:5]))
+        def search(label):
+            found = []
+            allfiles = list(files_bytes(data)) + [(snap, open(snap, "rb").read())]
+            for path, b in allfiles:
+                for k, vs in covered.items():
+                    for v in vs:
+                        if v.encode() in b:
+                            found.append((path, k))
+            check(not found, "%s: no covered plaintext (either revision) in any file of the data dir or a saved snapshot (%d files)" % (label, len(allfiles)) if not found else str(found[:5]))
+        search("turned on for data written before")
         db = open(os.path.join(data, "member", "snap", "db"), "rb").read()
         check(all(k.encode() in db for k in covered) and all(v.encode() in db for v in uncovered.values()),
               "keys and uncovered values are stored in clear")
@@ -145,6 +158,11 @@ def main():
         p.send_signal(signal.SIGHUP)
         st = wait_for("rotation to key2", lambda: (lambda s: s if s["secrets"]["target"] == "aescbc:key2" and s["secrets"]["state"] == "EncryptionCompleted" else None)(status(binary, port)))
         check(st["secrets"]["done"] == 300, "rotation: every revision moved to key2 (EncryptionCompleted)")
+        wait_for("the post-rotation defragment", lambda: open(os.path.join(work, "server.log"), "rb").read().count(b"encryption migration completed") >= 2
+                 and open(os.path.join(work, "server.log"), "rb").read().rsplit(b"encryption migration completed", 1)[1].count(b"finished defragmenting") >= 1)
+        os.remove(snap)
+        check(ctl(port, "snapshot", "save", snap).returncode == 0, "snapshot save after the rotation")
+        search("after the rotation")
         config(enc, [("aescbc", [("key2", key2)]), ("identity", None)])
         stop(p)
         p = start(binary, data, port, log, flags)
