@@ -75,6 +75,10 @@ class ScenarioError(Exception):
 STEP_KINDS = ("etcdctl", "goclient", "http", "restart-server", "db-dump", "restore-server", "etcd-reads")
 # Steps that stop, restart or replace the one member; a scenario using them is @single-member.
 SINGLE_MEMBER_STEPS = ("restart-server", "db-dump", "restore-server", "etcd-reads")
+# Steps that read the server's stored bytes without the server (db-dump: its db file; etcd-reads:
+# real etcd on a restore of its snapshot); a scenario using them is @plaintext-at-rest, and
+# --encryption runs skip it (the stored values are ciphertext there).
+PLAINTEXT_AT_REST_STEPS = ("db-dump", "etcd-reads")
 
 
 class Step:
@@ -154,6 +158,7 @@ class Scenario:
         self.step_timeout = STEP_TIMEOUT
         self.steps = []
         self.single_member = None   # @single-member: the reason (a string) it is left out of --cluster
+        self.plaintext_at_rest = None   # @plaintext-at-rest: the reason it is left out of --encryption
 
 
 HEREDOC_RE = re.compile(r"^(.*?)\s*<<([A-Za-z_][A-Za-z0-9_]*)((?:\s+(?:noeol|hex))*)\s*$")
@@ -180,6 +185,8 @@ def parse_scenario(path):
                 sc.step_timeout = float(rest)
             elif word == "@single-member":
                 sc.single_member = rest.strip() or "single-member scenario"
+            elif word == "@plaintext-at-rest":
+                sc.plaintext_at_rest = rest.strip() or "reads the stored values"
             else:
                 raise ScenarioError("%s:%d: unknown directive %s" % (path, lineno, word))
             continue
@@ -228,6 +235,11 @@ def parse_scenario(path):
             if st.kind in SINGLE_MEMBER_STEPS:
                 raise ScenarioError("%s:%d: %s works on one member only; mark the scenario @single-member"
                                     % (path, st.lineno, st.kind))
+    if sc.plaintext_at_rest is None:
+        for st in sc.steps:
+            if st.kind in PLAINTEXT_AT_REST_STEPS:
+                raise ScenarioError("%s:%d: %s reads the server's stored bytes; mark the scenario "
+                                    "@plaintext-at-rest" % (path, st.lineno, st.kind))
     return sc
 
 
@@ -1254,11 +1266,14 @@ def run_scenario(sc, args, run_dir):
     workdir = os.path.join(run_dir, sc.name)
     os.makedirs(workdir, exist_ok=True)
     cluster = getattr(args, "cluster", 1)
+    # The scenario's flags, then the run's (--server-arg, --encryption): every start of the
+    # server under test gets them (restarts, restore-server, every --cluster member).
+    flags = sc.server_flags + list(getattr(args, "harness_server_flags", []))
     if cluster > 1:
-        server = Cluster(cluster, os.path.abspath(args.server_bin), workdir, sc.server_flags, args.etcdctl,
+        server = Cluster(cluster, os.path.abspath(args.server_bin), workdir, flags, args.etcdctl,
                          args.cluster_peer_base, args.start_timeout)
     else:
-        server = Server(os.path.abspath(args.server_bin), workdir, sc.server_flags, args.etcdctl)
+        server = Server(os.path.abspath(args.server_bin), workdir, flags, args.etcdctl)
         server.start_timeout = args.start_timeout
     ctx = Context()
     checker = RaftIndexChecker()
@@ -1268,6 +1283,9 @@ def run_scenario(sc, args, run_dir):
         if cluster > 1 and any(s.kind in SINGLE_MEMBER_STEPS for s in sc.steps):
             raise ScenarioError("%s steps need one member (the scenario is @single-member)"
                                 % "/".join(sorted({s.kind for s in sc.steps if s.kind in SINGLE_MEMBER_STEPS})))
+        if getattr(args, "encryption", None) and any(s.kind in PLAINTEXT_AT_REST_STEPS for s in sc.steps):
+            raise ScenarioError("%s steps read the stored bytes (the scenario is @plaintext-at-rest)"
+                                % "/".join(sorted({s.kind for s in sc.steps if s.kind in PLAINTEXT_AT_REST_STEPS})))
         if any(s.kind == "goclient" for s in sc.steps):
             err = ensure_goclient()
             if err:
@@ -1365,6 +1383,51 @@ def run_scenario(sc, args, run_dir):
     return res
 
 # --------------------------------------------------------------------------
+# --encryption PROVIDER: swetcd's encryption at rest over every key
+# --------------------------------------------------------------------------
+
+ENCRYPTION_PROVIDERS = ("aescbc", "aesgcm", "secretbox")
+
+
+def encryption_config_text(provider, secret):
+    """A Kubernetes EncryptionConfiguration: `*.*` with PROVIDER (one key) first, identity second."""
+    return ("apiVersion: apiserver.config.k8s.io/v1\n"
+            "kind: EncryptionConfiguration\n"
+            "resources:\n"
+            "  - resources: [\"*.*\"]\n"
+            "    providers:\n"
+            "      - %s:\n"
+            "          keys:\n"
+            "            - name: key1\n"
+            "              secret: %s\n"
+            "      - identity: {}\n" % (provider, base64.b64encode(secret).decode()))
+
+
+def write_encryption_config(provider, directory):
+    """Writes the config (a fresh random 32-byte key) and a resource-prefixes file whose root ""
+    makes `*.*` cover every key; returns the server flags that name them."""
+    d = os.path.join(directory, "encryption")
+    os.makedirs(d, exist_ok=True)
+    config = os.path.join(d, "encryption-config.yaml")
+    prefixes = os.path.join(d, "resource-prefixes.yaml")
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(encryption_config_text(provider, os.urandom(32)))
+    with open(prefixes, "w", encoding="utf-8") as f:
+        f.write('roots: [""]\n')
+    return ["--encryption-provider-config=" + config, "--encryption-resource-prefixes=" + prefixes]
+
+
+def is_swetcd(binary):
+    """True if BINARY --version names swetcd (real etcd prints no swetcd line)."""
+    try:
+        p = subprocess.run([binary, "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return b"swetcd" in p.stdout
+
+# --------------------------------------------------------------------------
 # Modes
 # --------------------------------------------------------------------------
 
@@ -1448,6 +1511,15 @@ def main_run(args):
                 kept.append(sc)
         scenarios = kept
         skipped += single_skipped
+    if args.encryption:
+        kept = []
+        for sc in scenarios:
+            if sc.plaintext_at_rest is not None:
+                print("SKIP %s (@plaintext-at-rest: %s)" % (sc.name, sc.plaintext_at_rest))
+                skipped += 1
+            else:
+                kept.append(sc)
+        scenarios = kept
     if not args.record and not args.include_pending:
         pending = load_pending()
         unknown = set(pending) - {f[:-4] for f in os.listdir(SCENARIO_DIR) if f.endswith(".txt")}
@@ -1463,6 +1535,9 @@ def main_run(args):
                 kept.append(sc)
         scenarios = kept
     if not scenarios:
+        if skipped and (single_skipped or args.encryption):
+            print("interop: nothing to run: %d scenario(s) skipped" % skipped)
+            return 0
         if single_skipped:
             print("interop: nothing to run with --cluster %d: %d scenario(s) are @single-member"
                   % (cluster, single_skipped))
@@ -1475,6 +1550,11 @@ def main_run(args):
     run_dir = os.path.join(WORK_ROOT, "run-%d" % os.getpid())
     os.makedirs(run_dir, exist_ok=True)
     os.makedirs(exp_dir, exist_ok=True)
+    args.harness_server_flags = list(args.server_arg or [])
+    if args.encryption:
+        args.harness_server_flags += write_encryption_config(args.encryption, run_dir)
+        print("interop: values encrypted at rest (%s, every key), compared with the same recordings"
+              % args.encryption)
     t0 = time.monotonic()
     passed = failed = 0
     fixtures = {}
@@ -1880,6 +1960,13 @@ def main():
     ap.add_argument("--cluster-peer-base", type=int, default=CLUSTER_PEER_BASE, metavar="PORT",
                     help="--cluster: the members' fixed peer ports are PORT, PORT+1, ... (default %d; "
                          "the recordings were made with it, another changes the member IDs)" % CLUSTER_PEER_BASE)
+    ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                    help="one more argument for every start of the server under test (repeatable; "
+                         "e.g. --server-arg=--snapshot-count=100)")
+    ap.add_argument("--encryption", choices=ENCRYPTION_PROVIDERS, metavar="PROVIDER",
+                    help="swetcd only: encrypt every value at rest with PROVIDER (%s; a fresh random key, "
+                         "identity second); @plaintext-at-rest scenarios are skipped, the rest are compared "
+                         "with the same recordings" % " | ".join(ENCRYPTION_PROVIDERS))
     args = ap.parse_args()
     if args.cluster < 1:
         ap.error("--cluster N needs N >= 1")
@@ -1887,6 +1974,13 @@ def main():
         return main_selftest(args)
     if not args.server_bin:
         ap.error("--server-bin is required (or --selftest)")
+    if args.encryption:
+        if args.record:
+            ap.error("--encryption cannot be used with --record: recordings come from real etcd, "
+                     "which has no encryption at rest")
+        if os.path.isfile(args.server_bin) and not is_swetcd(args.server_bin):
+            ap.error("--encryption needs swetcd: %s is not swetcd (its --version names no swetcd; "
+                     "real etcd has no --encryption-provider-config)" % args.server_bin)
     return main_run(args)
 
 

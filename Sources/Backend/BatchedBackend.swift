@@ -1,5 +1,6 @@
 import CoreMetrics
 import Dispatch
+import FileIO
 import Foundation
 import Synchronization
 
@@ -88,7 +89,7 @@ public final class BatchedBackend: @unchecked Sendable {
     public func startTimer() {
         let t = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
         let interval = options.batchInterval
-        let ns = Int(interval.components.seconds) * 1_000_000_000 + Int(interval.components.attoseconds / 1_000_000_000)
+        let ns = Int(interval.totalNanoseconds)
         t.schedule(deadline: .now() + .nanoseconds(ns), repeating: .nanoseconds(max(ns, 1_000_000)), leeway: .milliseconds(1))
         t.setEventHandler { [weak self] in self?.commitAsync() }
         t.resume()

@@ -1,5 +1,6 @@
 import Dispatch
 import EtcdProto
+import FileIO
 import Foundation
 import Synchronization
 
@@ -96,7 +97,7 @@ public final class AutoCompactor: Sendable {
     /// Runs `tick` on a timer until `stop`.
     public func start() {
         let t = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
-        let ns = Int(interval.components.seconds) * 1_000_000_000 + Int(interval.components.attoseconds / 1_000_000_000)
+        let ns = Int(interval.totalNanoseconds)
         t.schedule(deadline: .now(), repeating: .nanoseconds(max(ns, 1_000_000)))
         t.setEventHandler { [weak self] in self?.tick(now: .now) }
         timerLock.withLock { timer = t }
@@ -119,7 +120,7 @@ extension EtcdServer {
         let retention: String
         switch mode {
         case .periodic(let d):
-            retention = formatDuration(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
+            retention = formatDuration(d.totalNanoseconds)
         case .revision(let n): retention = "\(n) revisions"
         }
         let c = AutoCompactor(mode: mode, currentRevision: { [weak self] in self?.currentRevision ?? 0 }) { [weak self] rev in

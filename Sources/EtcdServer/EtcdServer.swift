@@ -299,7 +299,7 @@ public final class EtcdServer: Sendable {
             maxSnapshots: config.maxSnapshots, maxWALs: config.maxWALs)
         let driver = RaftDriver(node: node, storage: storage, wal: wal, applied: appliedIndex, policy: policy,
                                 callbacks: server.driverCallbacks())
-        driver.holdLimit = .milliseconds(Int(server.requestTimeout.components.seconds * 1000))
+        driver.holdLimit = server.requestTimeout.dispatchInterval
         server.driver.withLock { $0 = driver }
         if let transport = config.peerTransport {
             transport.attach(server)
@@ -792,7 +792,7 @@ public final class EtcdServer: Sendable {
             let once = ResumeOnce(c)
             d.readIndex { once.resume($0) }
             // No answer from the leader (lost, or none elected): etcd's read loop times out.
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) {
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.dispatchInterval) {
                 once.resume(.failure(.timeout))
             }
         }
@@ -915,7 +915,7 @@ public final class EtcdServer: Sendable {
             state.withLock { $0.waiters[id] = c }
             propose()
             let start = ContinuousClock.now
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) { [weak self] in
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.dispatchInterval) { [weak self] in
                 guard let self, let (w, lead, elected) = state.withLock({ s in
                     s.waiters.removeValue(forKey: id).map { ($0, s.leader, s.leaderElectedAt) }
                 }) else { return }

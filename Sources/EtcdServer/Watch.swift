@@ -1,5 +1,6 @@
 import Dispatch
 import EtcdProto
+import FileIO
 import Foundation
 import MVCC
 import Synchronization
@@ -65,7 +66,7 @@ public final class WatchSession: Sendable {
     /// the current revision, unless an event went out since the last one (etcd: 10 minutes).
     func startProgress(interval: Duration) {
         let t = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
-        let ms = Int(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)
+        let ms = Int(interval.totalNanoseconds / 1_000_000)
         t.schedule(deadline: .now() + .milliseconds(ms), repeating: .milliseconds(max(ms, 1)))
         t.setEventHandler { [weak self] in
             guard let self else { return }
