@@ -11,6 +11,8 @@ against real etcd 3.4.23.
   python3 interop/run.py --selftest                   # no server needed
   python3 interop/run.py --server-bin PATH --cluster 3 [--record]
                                                       # 3 members; interop/expected-cluster3/
+  python3 interop/run.py --server-bin SWETCD --encryption aescbc|aesgcm|secretbox
+                                                      # values encrypted at rest, same recordings
 
 See interop/README.md for the scenario format and the (closed) mask list.
 Standard library only.
@@ -1511,15 +1513,17 @@ def main_run(args):
                 kept.append(sc)
         scenarios = kept
         skipped += single_skipped
+    plaintext_skipped = 0
     if args.encryption:
         kept = []
         for sc in scenarios:
             if sc.plaintext_at_rest is not None:
                 print("SKIP %s (@plaintext-at-rest: %s)" % (sc.name, sc.plaintext_at_rest))
-                skipped += 1
+                plaintext_skipped += 1
             else:
                 kept.append(sc)
         scenarios = kept
+        skipped += plaintext_skipped
     if not args.record and not args.include_pending:
         pending = load_pending()
         unknown = set(pending) - {f[:-4] for f in os.listdir(SCENARIO_DIR) if f.endswith(".txt")}
@@ -1535,8 +1539,9 @@ def main_run(args):
                 kept.append(sc)
         scenarios = kept
     if not scenarios:
-        if skipped and (single_skipped or args.encryption):
-            print("interop: nothing to run: %d scenario(s) skipped" % skipped)
+        if plaintext_skipped:
+            print("interop: nothing to run with --encryption: %d scenario(s) are @plaintext-at-rest%s"
+                  % (plaintext_skipped, ", %d @single-member" % single_skipped if single_skipped else ""))
             return 0
         if single_skipped:
             print("interop: nothing to run with --cluster %d: %d scenario(s) are @single-member"
@@ -1682,6 +1687,35 @@ def main_selftest(args):
     def check(name, ok, detail=""):
         results.append(ok)
         print("%s %s%s" % ("ok  " if ok else "FAIL", name, (": " + detail) if detail and not ok else ""))
+
+    # 0. Scenario directives: @single-member and @plaintext-at-rest (parsed, and demanded by the
+    #    steps that need them).
+    with tempfile.TemporaryDirectory() as td:
+        def parse_text(text):
+            path = os.path.join(td, "999_directive.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            try:
+                return parse_scenario(path), ""
+            except ScenarioError as e:
+                return None, str(e)
+        sc0, err = parse_text("# d\n@single-member it stops the member\n"
+                              "@plaintext-at-rest db-dump reads the db\n$ db-dump\n")
+        check("directives: @single-member and @plaintext-at-rest parsed with their reasons",
+              sc0 is not None and sc0.single_member == "it stops the member"
+              and sc0.plaintext_at_rest == "db-dump reads the db", err)
+        sc0, err = parse_text("# d\n$ etcdctl put a 1\n")
+        check("directives: a scenario without them is neither", sc0 is not None and sc0.single_member is None
+              and sc0.plaintext_at_rest is None, err)
+        for kind in PLAINTEXT_AT_REST_STEPS:
+            step = "$ etcd-reads x.db" if kind == "etcd-reads" else "$ " + kind
+            sc0, err = parse_text("# d\n@single-member s\n%s\n" % step)
+            check("directives: %s without @plaintext-at-rest is refused" % kind,
+                  sc0 is None and "@plaintext-at-rest" in err, err)
+        sc0, err = parse_text("# d\n@single-member s\n$ restore-server x.db\n$ restart-server\n")
+        check("directives: restore-server/restart-server need no @plaintext-at-rest", sc0 is not None, err)
+    marked = [sc.name for sc in list_scenarios() if sc.plaintext_at_rest is not None]
+    check("directives: the committed scenarios marked @plaintext-at-rest (%s)" % ", ".join(marked), bool(marked))
 
     # 1. Pure unit checks of the masks.
     ctx = Context([41234, 41235])
