@@ -446,14 +446,29 @@ public final class EtcdServer: Sendable {
 
     /// etcd's start-up proposals: the leader sets the cluster version once; every member
     /// publishes its name and client URLs on every start.
+    /// etcd's publish loop: a request that times out (a forwarded proposal can be lost while
+    /// the leader changes or this member catches up) is proposed again, until it is applied or
+    /// the member stops.
+    private func processUntilApplied(_ request: Etcdserverpb_InternalRaftRequest) async throws(EtcdError) {
+        while true {
+            do {
+                _ = try await process(request)
+                return
+            } catch {
+                if error == .stopped || driverIfRunning == nil { throw error }
+                logger.warning("publish error: \(error.message)", metadata: ["pkg": "etcdserver"])
+            }
+        }
+    }
+
     private func publish() async throws(EtcdError) {
         let (isLeader, hasVersion) = state.withLock { ($0.leader == memberID, $0.clusterVersion != nil) }
         if isLeader && !hasVersion {
             milestone("setting up the initial cluster version to \(majorMinor(Self.clusterVersion))",
                       zap: "setting up initial cluster version", ["cluster-version": .string(majorMinor(Self.clusterVersion))])
-            _ = try await process(Self.v2Put(path: "/0/version", value: Self.clusterVersion))
+            try await processUntilApplied(Self.v2Put(path: "/0/version", value: Self.clusterVersion))
         }
-        _ = try await process(Self.v2Put(
+        try await processUntilApplied(Self.v2Put(
             path: "/0/members/\(hex(memberID))/attributes",
             value: MemberAttributes(name: config.name, clientURLs: config.advertiseClientURLs).json))
         let attributes = "{Name:\(config.name) ClientURLs:[\(config.advertiseClientURLs.joined(separator: " "))]}"
