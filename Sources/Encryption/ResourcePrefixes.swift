@@ -67,6 +67,16 @@ public struct Coverage: Sendable {
         public var providers: [Provider]
         /// The rule's resource name that gave this prefix.
         public var resource: String
+
+        /// What seals values under this prefix: the first provider and its first key, or nil
+        /// when they are stored as written (identity first).
+        public var sealer: (kind: Provider.Kind, key: NamedKey)? {
+            guard case .keyed(let kind, let keys)? = providers.first, let first = keys.first else { return nil }
+            return (kind, first)
+        }
+
+        /// The sealer as "<provider>:<key name>", or nil.
+        public var sealingKey: String? { sealer.map { "\($0.kind.rawValue):\($0.key.name)" } }
     }
 
     public let entries: [Entry]

@@ -38,8 +38,7 @@ public final class ValueEncryptor: Sendable {
     /// The sealed form of `value` stored at `key`, or nil when it is stored as written (no
     /// rule covers the key, or its rule's first provider is identity).
     public func seal(key: [UInt8], value: [UInt8]) throws(CipherError) -> [UInt8]? {
-        guard let providers = coverage.providers(for: key), case .keyed(let kind, let keys)? = providers.first,
-              let first = keys.first else { return nil }
+        guard let (kind, first) = coverage.entry(for: key)?.sealer else { return nil }
         return try ValueCipher.seal(value, kind: kind, key: first, etcdKey: key)
     }
 
@@ -71,8 +70,7 @@ public final class ValueEncryptor: Sendable {
     /// The key that values stored at `key` are sealed with ("<provider>:<name>"), or nil
     /// when they are stored as written.
     public func sealingKey(for key: [UInt8]) -> String? {
-        guard case .keyed(let kind, let keys)? = coverage.providers(for: key)?.first, let first = keys.first else { return nil }
-        return "\(kind.rawValue):\(first.name)"
+        coverage.entry(for: key)?.sealingKey
     }
 }
 

@@ -66,7 +66,7 @@ public final class EncryptionKeys: Sendable {
     }
 
     /// `value` sealed for `key`, or nil when the key's values are stored as written.
-    private func sealed(_ value: Data, key: Data, _ e: ValueEncryptor, what: String) throws(EtcdError) -> Data? {
+    func sealed(_ value: Data, key: Data, _ e: ValueEncryptor, what: String) throws(EtcdError) -> Data? {
         do {
             return try e.seal(key: Array(key), value: Array(value)).map { Data($0) }
         } catch {
@@ -236,9 +236,7 @@ extension EtcdServer {
         var byResource: [String: EncryptionStatus.Resource] = [:]
         if let e {
             for entry in e.coverage.entries where byResource[entry.resource] == nil {
-                var target = "identity"
-                if case .keyed(let kind, let keys)? = entry.providers.first, let k = keys.first { target = "\(kind.rawValue):\(k.name)" }
-                byResource[entry.resource] = .init(resource: entry.resource, state: "", target: target, values: 0, done: 0)
+                byResource[entry.resource] = .init(resource: entry.resource, state: "", target: entry.sealingKey ?? "identity", values: 0, done: 0)
             }
         }
         try forEachStoredValue { v in
@@ -268,16 +266,23 @@ extension EtcdServer {
     /// Every stored put, in revision order, read in windows of 1,000 revisions.
     func forEachStoredValue(_ body: (KVStore.StoredValue) throws(EtcdError) -> Void) throws(EtcdError) {
         var from: Int64 = 1
-        while true {
-            let (values, end) = try state.withLock { s throws(EtcdError) -> ([KVStore.StoredValue], Int64) in
-                do throws(MVCCError) {
-                    return (try s.kv.storedValues(from: from, to: from + 1000), s.kv.currentRevision)
-                } catch { throw EtcdError(error) }
-            }
+        while let values = try storedValueWindow(&from) {
             for v in values { try body(v) }
-            from += 1000
-            if from > end { return }
         }
+    }
+
+    /// The stored puts of the window of 1,000 revisions at `from` (then moved past it), or
+    /// nil past the current revision. The member is held only while one window is read.
+    func storedValueWindow(_ from: inout Int64) throws(EtcdError) -> [KVStore.StoredValue]? {
+        let start = from
+        let (values, end) = try state.withLock { s throws(EtcdError) -> ([KVStore.StoredValue], Int64) in
+            do throws(MVCCError) {
+                return (try s.kv.storedValues(from: start, to: start + 1000), s.kv.currentRevision)
+            } catch { throw EtcdError(error) }
+        }
+        guard start <= end else { return nil }
+        from = start + 1000
+        return values
     }
 
     /// The migration loop (on the leader): rewrites, in batches through the log, every stored
@@ -358,41 +363,35 @@ extension EtcdServer {
 
     /// One pass over the store; returns how many values it rewrote.
     private func migrationPass(_ e: ValueEncryptor?) async throws(EtcdError) -> Int {
-        var pending: [(revisionKey: [UInt8], stored: [UInt8])] = []
-        var rewritten = 0
-        var batches: [[(revisionKey: [UInt8], stored: [UInt8])]] = []
-        try forEachStoredValue { v throws(EtcdError) in
-            let key = Array(v.kv.key)
-            let want = e?.sealingKey(for: key)
-            let current = v.sealingKey
-            guard want != current else { return }
-            let plain: Data = try state.withLock { s throws(EtcdError) in
-                do throws(MVCCError) { return try s.kv.plaintext(v) } catch { throw EtcdError(error) }
-            }
-            var value = plain
-            if let e, want != nil {
-                do {
-                    value = Data(try e.seal(key: key, value: Array(plain)) ?? Array(plain))
-                } catch {
-                    throw EtcdError(.internal, "swetcd: cannot encrypt the value of key \(String(decoding: key, as: UTF8.self)): \(error)")
-                }
-            }
-            pending.append((v.revisionKey, KVStore.storedBytes(v.kv, value: value, sealed: want != nil)))
-            if pending.count >= 100 {
-                batches.append(pending)
-                pending = []
-            }
-        }
-        if !pending.isEmpty { batches.append(pending) }
         // A test hook (never set in production): pause between batches, so a test can stop
         // the member in the middle of a migration.
         let pause = ProcessInfo.processInfo.environment["SWETCD_TEST_MIGRATION_PAUSE_MS"].flatMap { Int($0) } ?? 0
-        for batch in batches {
+        var rewritten = 0
+        var pending: [(revisionKey: [UInt8], stored: [UInt8])] = []
+        func propose() async throws(EtcdError) {
+            guard !pending.isEmpty else { return }
             if pause > 0 { try? await Task.sleep(for: .milliseconds(pause)) }
-            _ = try await process(EncryptionRecord.rewrite(batch).request)
-            rewritten += batch.count
-            logger.info("encryption migration: rewrote \(batch.count) stored values", metadata: ["pkg": "encryption"])
+            _ = try await process(EncryptionRecord.rewrite(pending).request)
+            rewritten += pending.count
+            logger.info("encryption migration: rewrote \(pending.count) stored values", metadata: ["pkg": "encryption"])
+            pending = []
         }
+        // Window by window, proposing every 100 rewrites: no more than one batch is held.
+        var from: Int64 = 1
+        while let values = try storedValueWindow(&from) {
+            for v in values {
+                let want = e?.sealingKey(for: Array(v.kv.key))
+                guard want != v.sealingKey else { continue }
+                let plain: Data = try state.withLock { s throws(EtcdError) in
+                    do throws(MVCCError) { return try s.kv.plaintext(v) } catch { throw EtcdError(error) }
+                }
+                var value = plain
+                if let e, want != nil { value = try encryption.sealed(plain, key: v.kv.key, e, what: "value") ?? plain }
+                pending.append((v.revisionKey, KVStore.storedBytes(v.kv, value: value, sealed: want != nil)))
+                if pending.count >= 100 { try await propose() }
+            }
+        }
+        try await propose()
         return rewritten
     }
 

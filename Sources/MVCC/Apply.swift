@@ -177,11 +177,7 @@ extension KVStore {
         if Sealed.isMarked(c) {
             // A value compare on a covered key was sealed on submit, like a put's value.
             c.unknownFields = UnknownStorage()
-            do {
-                c.value = try log.openValue(c.key, c.value)
-            } catch {
-                fatalError("swetcd: cannot decrypt the compared value of key \(String(decoding: c.key, as: UTF8.self)) being applied: \(error)")
-            }
+            c.value = log.openApplying(c.key, c.value, "the compared value of key \(String(decoding: c.key, as: UTF8.self)) being applied")
         }
         let kvs = liveKVs(c.key, RangeEnd(requestRangeEnd: c.rangeEnd), atRev: atRev)
         if kvs.isEmpty {

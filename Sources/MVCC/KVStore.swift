@@ -266,11 +266,7 @@ public final class KVStore {
             // Every member decrypts what it applies for its watchers: a member whose
             // configuration lacks the key cannot serve this value at all (etcd panics on an
             // unreadable backend alike).
-            do {
-                ev.kv.value = try log.openValue(key, value)
-            } catch {
-                fatalError("swetcd: cannot decrypt the value of key \(String(decoding: key, as: UTF8.self)) being applied at revision \(rev): \(error)")
-            }
+            ev.kv.value = log.openApplying(key, value, "the value of key \(String(decoding: key, as: UTF8.self)) being applied at revision \(rev)")
         }
         view.changes.append(ev)
     }

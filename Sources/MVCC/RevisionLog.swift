@@ -39,10 +39,15 @@ struct RevisionLog {
         backend.put(Schema.key, rev.key(tombstone: tombstone), Sealed.storedBytes(kv, sealed: sealed), sequential: true)
     }
 
-    /// A sealed value's plaintext (`key`: the etcd key it belongs to).
-    func openValue(_ key: Data, _ value: Data) throws -> Data {
-        guard let open else { throw MVCCError.storage("no --encryption-provider-config is given") }
-        return try open(key, value)
+    /// A sealed value being applied: a member that cannot decrypt it stops (etcd panics on an
+    /// unreadable backend alike); `what` names it in the message.
+    func openApplying(_ key: Data, _ value: Data, _ what: @autoclosure () -> String) -> Data {
+        do {
+            guard let open else { throw MVCCError.storage("no --encryption-provider-config is given") }
+            return try open(key, value)
+        } catch {
+            fatalError("swetcd: cannot decrypt \(what()): \(error)")
+        }
     }
 
     /// `kv` as clients see it: a sealed value decrypted, the mark dropped.

@@ -507,24 +507,24 @@ def fault_kill_follower(c):
     c.restart(victim)
 
 
-def fault_pause_leader(c):
+def _leader_cut_off(c, cut, heal, hold):
+    """Cuts the leader off with signal `cut` until the others elected a new leader and
+    `hold` seconds more, then `heal`s it."""
     lead = c.leader()
-    c.signal(lead, signal.SIGSTOP)
+    c.signal(lead, cut)
     try:
         c.leader([m for m in c.members if m is not lead])
-        time.sleep(1)
+        time.sleep(hold)
     finally:
-        c.signal(lead, signal.SIGCONT)
+        c.signal(lead, heal)
+
+
+def fault_pause_leader(c):
+    _leader_cut_off(c, signal.SIGSTOP, signal.SIGCONT, 1)
 
 
 def fault_partition(c):
-    lead = c.leader()
-    c.signal(lead, signal.SIGUSR1)
-    try:
-        c.leader([m for m in c.members if m is not lead])
-        time.sleep(1.5)
-    finally:
-        c.signal(lead, signal.SIGUSR2)
+    _leader_cut_off(c, signal.SIGUSR1, signal.SIGUSR2, 1.5)
 
 
 def linearizable(c, fault=fault_kill_leader):
