@@ -170,46 +170,62 @@ final class Node {
 
     // MARK: - Split
 
+    /// Splits the node into page-sized nodes at exactly bbolt's split points (repeated
+    /// splitTwo), in one pass: each part's inodes are copied once, so a node that gathered
+    /// many thousands of keys in one batch (a large delete's tombstones) splits in linear
+    /// time and memory. (Copying the remainder at every split was quadratic in both.)
     func split(pageSize: Int) -> [Node] {
-        var nodes: [Node] = []
-        var node = self
-        while true {
-            let (a, b) = node.splitTwo(pageSize: pageSize)
-            nodes.append(a)
-            guard let b else { break }
-            node = b
-        }
-        return nodes
-    }
-
-    private func splitTwo(pageSize: Int) -> (Node, Node?) {
-        if inodes.count <= minKeysPerPage * 2 || sizeLessThan(pageSize) { return (self, nil) }
         var fillPercent = bucket.fillPercent
         if !(fillPercent >= BoltBucket.minFillPercent) { fillPercent = BoltBucket.minFillPercent }
         if fillPercent > BoltBucket.maxFillPercent { fillPercent = BoltBucket.maxFillPercent }
         let threshold = Int(Double(pageSize) * fillPercent)
-        let splitIndex = self.splitIndex(threshold: threshold)
-
+        // Where each part after the first begins.
+        var cuts: [Int] = []
+        var start = 0
+        while !fits(inodes[start...], pageSize: pageSize) {
+            let cut = start + splitIndex(inodes[start...], threshold: threshold)
+            cuts.append(cut)
+            start = cut
+        }
+        guard !cuts.isEmpty else { return [self] }
         if parent == nil {
             let p = Node(bucket: bucket, isLeaf: false, parent: nil)
             p.children = [self]
             parent = p
         }
-        let next = Node(bucket: bucket, isLeaf: isLeaf, parent: parent)
-        parent!.children.append(next)
-        next.inodes = Array(inodes[splitIndex...])
-        inodes.removeSubrange(splitIndex...)
-        tx.stats.split += 1
-        return (self, next)
+        var nodes: [Node] = [self]
+        nodes.reserveCapacity(cuts.count + 1)
+        for (i, cut) in cuts.enumerated() {
+            let next = Node(bucket: bucket, isLeaf: isLeaf, parent: parent)
+            parent!.children.append(next)
+            next.inodes = Array(inodes[cut..<(i + 1 < cuts.count ? cuts[i + 1] : inodes.count)])
+            nodes.append(next)
+            tx.stats.split += 1
+        }
+        inodes = Array(inodes[..<cuts[0]])
+        return nodes
     }
 
-    private func splitIndex(threshold: Int) -> Int {
+    /// bbolt's splitTwo stop condition: too few keys to split, or small enough for one page.
+    private func fits(_ inodes: ArraySlice<INode>, pageSize: Int) -> Bool {
+        if inodes.count <= minKeysPerPage * 2 { return true }
+        var sz = pageHeaderSize
+        for i in inodes.indices {
+            sz += elementSize + inodes[i].key.count + inodes[i].value.count
+            if sz >= pageSize { return false }
+        }
+        return true
+    }
+
+    /// bbolt's splitIndex: the offset (within `inodes`) where the first page fills up.
+    private func splitIndex(_ inodes: ArraySlice<INode>, threshold: Int) -> Int {
         var sz = pageHeaderSize
         var index = 0
         var i = 0
+        let base = inodes.startIndex
         while i < inodes.count - minKeysPerPage {
             index = i
-            let elsize = elementSize + inodes[i].key.count + inodes[i].value.count
+            let elsize = elementSize + inodes[base + i].key.count + inodes[base + i].value.count
             if index >= minKeysPerPage && sz + elsize > threshold { break }
             sz += elsize
             i += 1

@@ -90,6 +90,24 @@ struct BboltInteropTests {
         }
     }
 
+    /// One transaction that appends 100,000 keys (as a large delete's tombstones do) splits
+    /// one node into thousands of pages: at bbolt's split points, byte for byte, in linear time
+    /// (the split once copied the rest of the node at every cut: quadratic time and memory).
+    @Test(arguments: ["0.5", "1.0"])
+    func oneBatchOfManyAppendedKeysSplitsAsBbolt(fill: String) throws {
+        let dir = TempDir("interop")
+        defer { dir.cleanup() }
+        let script = "open 4096 1\nbegin\ncreate 6b6579\ncommit\nbegin\nfill 6b6579 \(fill)\nputn 6b6579 - 0 100000 40 7\ncommit\n"
+        try PosixFileSystem().writeFile(dir.file("script"), bytes(script))
+        let (code, _, err) = BboltTool.call(["run", dir.file("script"), dir.file("go.db")])
+        #expect(code == 0, "bbolt run: \(err)")
+        try runScript(script, path: dir.file("swift.db"))
+        let g = try PosixFileSystem().readFile(dir.file("go.db"))
+        let s = try PosixFileSystem().readFile(dir.file("swift.db"))
+        #expect(g == s, "files differ: bbolt \(g.count) bytes, Backend \(s.count)")
+        bboltCheck(dir.file("swift.db"))
+    }
+
     @Test func hugeKeysOverflowBranchPages() throws {
         let dir = TempDir("interop")
         defer { dir.cleanup() }
