@@ -136,6 +136,8 @@ public final class EtcdServer: Sendable {
     /// Encryption at rest: the current provider configuration.
     public let encryption: EncryptionKeys
     let leaseExpiry = TimerHolder()
+    /// The request timeouts of proposals and ReadIndex waits.
+    let deadlines = Deadlines()
     /// The encryption migration loop (see `startEncryptionMigration`).
     let migration = Mutex<Task<Void, Never>?>(nil)
     /// Until every other member is known to be swetcd (see `checkMembersForEncryption`).
@@ -807,9 +809,7 @@ public final class EtcdServer: Sendable {
             let once = ResumeOnce(c)
             d.readIndex { once.resume($0) }
             // No answer from the leader (lost, or none elected): etcd's read loop times out.
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.dispatchInterval) {
-                once.resume(.failure(.timeout))
-            }
+            deadlines.add(after: timeout) { once.resume(.failure(.timeout)) }
         }
         _ = try r.get()
     }
@@ -930,7 +930,7 @@ public final class EtcdServer: Sendable {
             state.withLock { $0.waiters[id] = c }
             propose()
             let start = ContinuousClock.now
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.dispatchInterval) { [weak self] in
+            deadlines.add(after: timeout) { [weak self] in
                 guard let self, let (w, lead, elected) = state.withLock({ s in
                     s.waiters.removeValue(forKey: id).map { ($0, s.leader, s.leaderElectedAt) }
                 }) else { return }
