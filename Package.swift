@@ -1,11 +1,14 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+import class Foundation.ProcessInfo
+
 let package = Package(
     name: "swetcd",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "swetcd", targets: ["swetcd"]),
+        .executable(name: "swetcd-benchmark", targets: ["swetcd-benchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
@@ -13,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", exact: "1.46.0"),
         .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
@@ -99,6 +103,19 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The load generator of Benchmarks/: etcd's `benchmark` tool's commands and flags.
+        .executableTarget(
+            name: "swetcd-benchmark",
+            dependencies: [
+                "EtcdProto", "FileIO",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            path: "Benchmarks/LoadGenerator"
+        ),
 
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "EtcdProto", "Backend", "FileIO"]),
         .testTarget(name: "BackendTests", dependencies: ["Backend", "FileIO"]),
@@ -120,3 +137,24 @@ let package = Package(
         .testTarget(name: "EncryptionTests", dependencies: ["Encryption"], exclude: ["Fixtures"]),
     ]
 )
+
+// The micro-benchmarks (package-benchmark) join the package only when asked for, so the
+// test build and CI never resolve or build them:
+//     SWETCD_BENCHMARKS=1 swift package --disable-sandbox benchmark --target HotPaths
+if ProcessInfo.processInfo.environment["SWETCD_BENCHMARKS"] != nil {
+    package.dependencies.append(
+        .package(url: "https://github.com/ordo-one/benchmark.git", exact: "1.38.1", traits: ["MallocInterposer"]))
+    package.targets.append(
+        .executableTarget(
+            name: "HotPaths",
+            dependencies: [
+                "Backend", "EtcdAPI", "EtcdProto", "EtcdServer", "FileIO", "MVCC", "WAL",
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            ],
+            path: "Benchmarks/HotPaths",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ))
+}
