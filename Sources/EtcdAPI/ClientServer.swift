@@ -39,6 +39,11 @@ public final class ClientServer: Sendable {
         // transport's own limit (which resets the stream) only stops much larger messages.
         let receiveLimit = server.config.maxRequestBytes + Self.grpcOverheadBytes
         config.rpc.maxRequestPayloadSize = max(4 * receiveLimit, 16 << 20)
+        // etcd allows a connection any number of concurrent streams (grpc.MaxConcurrentStreams
+        // (math.MaxUint32)). Unset, swift-nio-http2 holds clients to 100 without telling them,
+        // so a client with more (etcdctl check perf: 500-1,000 on one connection; many
+        // watch streams) had streams refused and retried: requests waited 4-14 s.
+        config.http2.maxConcurrentStreams = Int(UInt32.max)
         transport = HTTP2ServerTransport.Custom(listenerFactory: factory, config: config)
         grpc = GRPCServer(
             transport: transport,

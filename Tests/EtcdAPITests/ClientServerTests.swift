@@ -1,4 +1,6 @@
 import EtcdProto
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
 import EtcdServer
 import FileIO
 import Foundation
@@ -153,6 +155,49 @@ func withServer(_ body: (EtcdServer, Int) async throws -> Void) async throws {
             let r = try run(["etcdctl", "--endpoints=127.0.0.1:\(port)", "check", "datascale", "--load=s"], timeout: 240)
             #expect(r.code == 0, "\(r.out.suffix(300)) \(r.err.suffix(300))")
             #expect(r.out.contains("PASS: Approximate system memory used"))
+        }
+    }
+
+    /// etcd lets one connection carry any number of concurrent streams (it advertises
+    /// 2^32-1); swift-nio-http2 left unset holds a connection to 100 (and grpc-go clients,
+    /// told nothing, had streams refused). 150 watch streams open at once on one connection:
+    /// every one gets its watcher created while all stay open.
+    @Test func oneConnectionCarriesMoreThan100ConcurrentStreams() async throws {
+        try await withServer { _, port in
+            let transport = try HTTP2ClientTransport.Posix(
+                target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+            try await withGRPCClient(transport: transport) { client in
+                let watch = Etcdserverpb_Watch.Client(wrapping: client)
+                let (created, sink) = AsyncStream<Void>.makeStream()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for i in 0..<150 {
+                        group.addTask {
+                            try await watch.watch(
+                                request: StreamingClientRequest { writer in
+                                    var req = Etcdserverpb_WatchRequest()
+                                    req.createRequest.key = Data("stream-\(i)".utf8)
+                                    try await writer.write(req)
+                                    try await Task.sleep(for: .seconds(60))  // open until cancelled
+                                },
+                                onResponse: { response in
+                                    for try await message in response.messages where message.created { sink.yield() }
+                                })
+                        }
+                    }
+                    let timeout = Task {
+                        try? await Task.sleep(for: .seconds(20))
+                        sink.finish()
+                    }
+                    var n = 0
+                    for await _ in created {
+                        n += 1
+                        if n == 150 { break }
+                    }
+                    timeout.cancel()
+                    #expect(n == 150, "watchers created while all 150 streams are open")
+                    group.cancelAll()
+                }
+            }
         }
     }
 }
