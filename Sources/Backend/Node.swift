@@ -48,16 +48,6 @@ final class Node {
         return sz
     }
 
-    func sizeLessThan(_ v: Int) -> Bool {
-        var sz = pageHeaderSize
-        let el = elementSize
-        for i in inodes.indices {
-            sz += el + inodes[i].key.count + inodes[i].value.count
-            if sz >= v { return false }
-        }
-        return true
-    }
-
     func childAt(_ index: Int) throws -> Node {
         if isLeaf { throw BoltError.corrupted("invalid childAt(\(index)) on a leaf node") }
         guard index >= 0 && index < inodes.count else { throw BoltError.corrupted("child index \(index) out of range") }

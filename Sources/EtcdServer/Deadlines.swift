@@ -27,7 +27,7 @@ final class Deadlines: Sendable {
         self.resolution = resolution
     }
 
-    /// Calls `fire` once `after` has passed (within `resolution`), unless stopped first.
+    /// Calls `fire` once `after` has passed (within `resolution`).
     /// Callers whose work finished meanwhile make `fire` a no-op (the waiter is gone).
     func add(after: Duration, _ fire: @escaping @Sendable () -> Void) {
         let entry = Entry(deadline: .now + after, fire: fire)

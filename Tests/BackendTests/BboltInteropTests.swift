@@ -66,18 +66,23 @@ struct BboltInteropTests {
         return s
     }
 
+    /// Runs `script` with the real bbolt (into go.db) and with Backend (into swift.db) in
+    /// `dir`; returns both files' bytes.
+    func runBoth(_ script: String, in dir: TempDir) throws -> (bbolt: [UInt8], backend: [UInt8]) {
+        try PosixFileSystem().writeFile(dir.file("script"), bytes(script))
+        let (code, _, err) = BboltTool.call(["run", dir.file("script"), dir.file("go.db")])
+        #expect(code == 0, "bbolt run: \(err)")
+        try runScript(script, path: dir.file("swift.db"))
+        return (try PosixFileSystem().readFile(dir.file("go.db")), try PosixFileSystem().readFile(dir.file("swift.db")))
+    }
+
     @Test(arguments: [(4096, false), (4096, true), (1024, false), (8192, true), (2048, true)])
     func sameScriptSameBytes(pageSize: Int, noFreelistSync: Bool) throws {
         let dir = TempDir("interop")
         defer { dir.cleanup() }
         for seed in 0..<2 as Range<UInt64> {
             let script = BboltInteropTests.deterministicScript(seed: seed * 31 + UInt64(pageSize), pageSize: pageSize, noFreelistSync: noFreelistSync)
-            try PosixFileSystem().writeFile(dir.file("script"), bytes(script))
-            let (code, _, err) = BboltTool.call(["run", dir.file("script"), dir.file("go.db")])
-            #expect(code == 0, "bbolt run: \(err)")
-            try runScript(script, path: dir.file("swift.db"))
-            let g = try PosixFileSystem().readFile(dir.file("go.db"))
-            let s = try PosixFileSystem().readFile(dir.file("swift.db"))
+            let (g, s) = try runBoth(script, in: dir)
             #expect(g.count == s.count, "file sizes: bbolt \(g.count), Backend \(s.count)")
             if g != s {
                 let first = zip(g, s).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(g.count, s.count)
@@ -98,12 +103,7 @@ struct BboltInteropTests {
         let dir = TempDir("interop")
         defer { dir.cleanup() }
         let script = "open 4096 1\nbegin\ncreate 6b6579\ncommit\nbegin\nfill 6b6579 \(fill)\nputn 6b6579 - 0 100000 40 7\ncommit\n"
-        try PosixFileSystem().writeFile(dir.file("script"), bytes(script))
-        let (code, _, err) = BboltTool.call(["run", dir.file("script"), dir.file("go.db")])
-        #expect(code == 0, "bbolt run: \(err)")
-        try runScript(script, path: dir.file("swift.db"))
-        let g = try PosixFileSystem().readFile(dir.file("go.db"))
-        let s = try PosixFileSystem().readFile(dir.file("swift.db"))
+        let (g, s) = try runBoth(script, in: dir)
         #expect(g == s, "files differ: bbolt \(g.count) bytes, Backend \(s.count)")
         bboltCheck(dir.file("swift.db"))
     }
