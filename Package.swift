@@ -68,18 +68,25 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        // gRPC services and the client listener; etcd error mapping.
+        // gRPC's wire format (message frames, protobuf in ByteBuffers, grpc-message encoding),
+        // shared by the server (EtcdAPI) and the load generator's client.
+        .target(
+            name: "GRPCWire",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
+        // gRPC services on swift-nio-http2 and the client listener; etcd error mapping.
         .target(
             name: "EtcdAPI",
             dependencies: [
-                "EtcdProto", "EtcdServer",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                "EtcdProto", "EtcdServer", "GRPCWire",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -107,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "swetcd-benchmark",
             dependencies: [
-                "EtcdProto", "FileIO",
+                "EtcdProto", "FileIO", "GRPCWire",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -134,6 +141,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ]),
         .testTarget(name: "EtcdConfigTests", dependencies: ["EtcdConfig"]),
         .testTarget(name: "EncryptionTests", dependencies: ["Encryption"], exclude: ["Fixtures"]),

@@ -6,6 +6,7 @@
 // frames per 30 s), which grpc-swift-nio-transport doesn't let us configure, closes the
 // connection every ~200 requests. Here the limit is raised far above any real rate.
 import Foundation
+import GRPCWire
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -32,48 +33,6 @@ struct GRPCError: Error, CustomStringConvertible {
 
     var description: String {
         "\(code >= 0 && code < Self.codeNames.count ? Self.codeNames[code] : "code \(code)"): \(message)"
-    }
-}
-
-/// Protobuf bytes kept in a ByteBuffer, so that SwiftProtobuf serializes straight into the
-/// request's gRPC frame and parses straight from the response's frames, without copies.
-/// The readable bytes are the message; made for serializing, 5 spare bytes precede them,
-/// room for the gRPC prefix.
-struct ProtobufBytes: SwiftProtobufContiguousBytes {
-    var buffer: ByteBuffer
-
-    init(_ buffer: ByteBuffer) { self.buffer = buffer }
-
-    init(repeating byte: UInt8, count: Int) {
-        buffer = ByteBufferAllocator().buffer(capacity: 5 + count)
-        buffer.writeRepeatingByte(0, count: 5)
-        buffer.moveReaderIndex(forwardBy: 5)
-        buffer.writeRepeatingByte(byte, count: count)
-    }
-
-    init<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
-        self.init(repeating: 0, count: 0)
-        buffer.writeBytes(bytes)
-    }
-
-    var count: Int { buffer.readableBytes }
-
-    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try buffer.withUnsafeReadableBytes(body)
-    }
-
-    mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
-        try buffer.withUnsafeMutableReadableBytes(body)
-    }
-
-    /// `message` as a gRPC frame: flag 0 (not compressed), 4-byte big-endian length, message.
-    static func frame(_ message: some Message) throws -> ByteBuffer {
-        let bytes: ProtobufBytes = try message.serializedBytes()
-        var frame = bytes.buffer
-        frame.moveReaderIndex(to: 0)
-        frame.setInteger(UInt8(0), at: 0)
-        frame.setInteger(UInt32(bytes.count), at: 1)
-        return frame
     }
 }
 
@@ -274,7 +233,7 @@ private final class CallHandler: ChannelInboundHandler {
     private let requests: [ByteBuffer]
     private let endStream: Bool
     private let receiver: Receiver
-    private var received = ByteBuffer()  // DATA not yet parsed into messages
+    private var received = MessageReader()  // DATA not yet parsed into messages
     private var response: ByteBuffer?  // a unary call's message
     private var done = false
 
@@ -336,25 +295,16 @@ private final class CallHandler: ChannelInboundHandler {
 
     /// Appends a DATA frame's bytes and passes on every message now complete.
     private func receive(_ context: ChannelHandlerContext, _ bytes: ByteBuffer) {
-        if received.readableBytes == 0 {
-            received = bytes
-        } else {
-            var bytes = bytes
-            received.writeBuffer(&bytes)
-        }
-        while let compressed = received.getInteger(at: received.readerIndex, as: UInt8.self),
-            let length = received.getInteger(at: received.readerIndex + 1, as: UInt32.self),
-            received.readableBytes >= 5 + Int(length)
-        {
-            guard compressed == 0 else {
-                return fail(context, GRPCError(code: GRPCError.internalError, message: "compressed message (not asked for)"))
+        received.append(bytes)
+        do {
+            while let message = try received.next() {
+                switch receiver {
+                case .unary: response = message
+                case .stream(let continuation): continuation.yield(message)
+                }
             }
-            received.moveReaderIndex(forwardBy: 5)
-            let message = received.readSlice(length: Int(length))!
-            switch receiver {
-            case .unary: response = message
-            case .stream(let continuation): continuation.yield(message)
-            }
+        } catch {
+            fail(context, GRPCError(code: GRPCError.internalError, message: "compressed message (not asked for)"))
         }
     }
 
@@ -365,7 +315,7 @@ private final class CallHandler: ChannelInboundHandler {
         }
         if code == 0 { return nil }
         let message = trailers.first(name: "grpc-message") ?? ""
-        return GRPCError(code: code, message: message.removingPercentEncoding ?? message)
+        return GRPCError(code: code, message: GRPCMessageEncoding.decode(message))
     }
 
     private func fail(_ context: ChannelHandlerContext, _ error: GRPCError) {

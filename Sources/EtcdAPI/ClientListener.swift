@@ -1,39 +1,7 @@
-import GRPCCore
-import GRPCNIOTransportHTTP2Posix
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-
-/// One client URL's listener: like etcd, it serves gRPC (HTTP/2) and plain HTTP/1.1 on the
-/// same port. Every accepted connection gets the gRPC pipeline behind a `ProtocolSwitch`,
-/// which holds the first bytes until they show the HTTP/2 client preface or not; a
-/// connection that is not HTTP/2 is served by `HTTPEndpoints` in front of the switch.
-/// (The connection initializer must complete before NIO registers the connection, so the
-/// choice cannot be made there: the switch makes it once bytes arrive.)
-struct ClientListenerFactory: HTTP2ServerTransport.ListenerFactory {
-    let host: String
-    let port: Int
-    let http: HTTPEndpoints
-    let eventLoopGroup: any EventLoopGroup
-
-    func makeListeningChannel(
-        listenerConfigurator: HTTP2ServerTransport.ListenerConfigurator,
-        connectionConfigurator: HTTP2ServerTransport.ConnectionConfigurator
-    ) async throws -> NIOAsyncChannel<HTTP2ServerTransport.ConnectionConfigurator.ConnectionChannel, Never> {
-        let http = self.http
-        return try await ServerBootstrap(group: eventLoopGroup)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { listenerConfigurator.configure(channel: $0) }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ProtocolSwitch(http: http))
-                }.flatMap {
-                    connectionConfigurator.configure(channel: channel, tls: .none)
-                }
-            }
-    }
-}
 
 /// Sits first in a connection's pipeline, in front of the gRPC (HTTP/2) handlers. Until the
 /// first bytes tell HTTP/2 (the client connection preface) from anything else it holds
@@ -48,7 +16,7 @@ final class ProtocolSwitch: ChannelDuplexHandler, RemovableChannelHandler, @unch
 
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
-    private enum Mode { case undecided, http1 }
+    private enum Mode { case undecided, http1, http2 }
 
     private let http: HTTPEndpoints
     private var mode = Mode.undecided
@@ -59,7 +27,11 @@ final class ProtocolSwitch: ChannelDuplexHandler, RemovableChannelHandler, @unch
     init(http: HTTPEndpoints) { self.http = http }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard mode == .undecided else { return }  // http1: its handlers sit in front of us
+        guard mode == .undecided else {
+            // http2: leaving the pipeline; http1: its handlers sit in front of us.
+            if mode == .http2 { context.fireChannelRead(data) }
+            return
+        }
         var bytes = unwrapInboundIn(data)
         if inbound == nil { inbound = bytes } else { inbound!.writeBuffer(&bytes) }
         let seen = inbound!.readableBytesView
@@ -75,15 +47,23 @@ final class ProtocolSwitch: ChannelDuplexHandler, RemovableChannelHandler, @unch
         switch mode {
         case .undecided: outbound.append((data, promise))
         case .http1: promise?.succeed()
+        case .http2: context.write(data, promise: promise)
         }
     }
 
     func flush(context: ChannelHandlerContext) {
-        if mode == .undecided { flushPending = true }
+        switch mode {
+        case .undecided: flushPending = true
+        case .http1: break
+        case .http2: context.flush()
+        }
     }
 
-    /// HTTP/2: hand the held writes and bytes on, then leave the pipeline.
+    /// HTTP/2: hand the held writes and bytes on, then leave the pipeline. What the HTTP/2
+    /// side writes while it reads the held bytes (SETTINGS ACK, WINDOW_UPDATE, responses)
+    /// passes straight through: this handler is still in the pipeline until the end.
     func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
+        mode = .http2
         for (data, promise) in outbound { context.write(data, promise: promise) }
         outbound.removeAll()
         if flushPending { context.flush() }
@@ -220,4 +200,13 @@ final class HTTP1Handler: ChannelInboundHandler, Sendable {
                 if !keepAlive { context.close(promise: nil) }
             }
     }
+}
+
+/// Why a listener could not be opened, as Go words it after "listen tcp HOST:PORT: "
+/// ("bind: address already in use"): the syscall and its errno text in lower case.
+public func listenErrorText(_ error: any Error) -> String {
+    guard let io = error as? IOError else { return "\(error)" }
+    let call = io.description.hasPrefix("bind") ? "bind" : io.description.hasPrefix("listen") ? "listen" : "socket"
+    let text = String(cString: strerror(io.errnoCode))
+    return "\(call): \(text.prefix(1).lowercased() + text.dropFirst())"
 }

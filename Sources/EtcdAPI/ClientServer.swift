@@ -1,13 +1,15 @@
 import EtcdProto
 import EtcdServer
 import Foundation
-import GRPCCore
-import GRPCNIOTransportHTTP2Posix
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
+import Synchronization
 
-/// The client-facing server of one listen URL: etcd's gRPC services and HTTP endpoints.
+/// The client-facing server of one listen URL: etcd's gRPC services and HTTP endpoints on
+/// one port. Each connection starts behind a `ProtocolSwitch`; HTTP/2 goes on to
+/// swift-nio-http2, where every stream is one call of `GRPCCallHandler`.
 public final class ClientServer: Sendable {
     public struct Options: Sendable {
         /// etcd's --grpc-keepalive-min-time: clients may ping this often while a stream is open.
@@ -23,52 +25,135 @@ public final class ClientServer: Sendable {
     /// just over the limit reaches the server and gets "etcdserver: request is too large".
     static let grpcOverheadBytes = 512 * 1024
 
-    private let grpc: GRPCServer<HTTP2ServerTransport.Custom<ClientListenerFactory>>
-    private let transport: HTTP2ServerTransport.Custom<ClientListenerFactory>
+    private let host: String
+    private let port: Int
+    private let routes: GRPCRoutes
+    private let http: HTTPEndpoints
+    private let keepalive: GRPCConnectionHandler.Keepalive
+    private let receiveLimit: Int
+    private let listener: EventLoopPromise<any Channel>
+    private let state = Mutex(State())
+
+    private struct State {
+        var stopped = false
+        var listening: (any Channel)?
+        var connections: [ObjectIdentifier: any Channel] = [:]
+    }
 
     public init(server: EtcdServer, host: String, port: Int, options: Options = Options(),
                 metrics: MetricsEndpoint = MetricsEndpoint()) {
-        let factory = ClientListenerFactory(
-            host: host, port: port, http: Self.httpEndpoints(server, metrics),
-            eventLoopGroup: MultiThreadedEventLoopGroup.singletonMultiThreadedEventLoopGroup)
-        var config = HTTP2ServerTransport.Custom<ClientListenerFactory>.Config.defaults
-        config.connection.keepalive = .init(
-            time: options.keepaliveInterval, timeout: options.keepaliveTimeout,
-            clientBehavior: .init(minPingIntervalWithoutCalls: options.keepaliveMinTime, allowWithoutCalls: false))
-        // etcd's gRPC limit is enforced with gRPC-Go's error by the KV deserializers; the
-        // transport's own limit (which resets the stream) only stops much larger messages.
-        let receiveLimit = server.config.maxRequestBytes + Self.grpcOverheadBytes
-        config.rpc.maxRequestPayloadSize = max(4 * receiveLimit, 16 << 20)
-        // etcd allows a connection any number of concurrent streams (grpc.MaxConcurrentStreams
-        // (math.MaxUint32)). Unset, swift-nio-http2 holds clients to 100 without telling them,
-        // so a client with more (etcdctl check perf: 500-1,000 on one connection; many
-        // watch streams) had streams refused and retried: requests waited 4-14 s.
-        config.http2.maxConcurrentStreams = Int(UInt32.max)
-        transport = HTTP2ServerTransport.Custom(listenerFactory: factory, config: config)
-        grpc = GRPCServer(
-            transport: transport,
-            services: [
-                KVGRPC(kv: KVService(server: server), receiveLimit: receiveLimit),
-                MaintenanceGRPC(maintenance: MaintenanceService(server: server)),
-                ClusterGRPC(cluster: ClusterService(server: server)),
-                LeaseGRPC(lease: LeaseService(server: server)),
-                WatchGRPC(server: server),
-            ],
-            interceptors: [RequestGuard(server: server)])
+        self.host = host
+        self.port = port
+        routes = .etcd(server)
+        http = Self.httpEndpoints(server, metrics)
+        keepalive = .init(
+            interval: TimeAmount(options.keepaliveInterval), timeout: TimeAmount(options.keepaliveTimeout),
+            minTime: TimeAmount(options.keepaliveMinTime))
+        // gRPC-Go's receive limit, which etcd sets on all its services.
+        receiveLimit = server.config.maxRequestBytes + Self.grpcOverheadBytes
+        listener = MultiThreadedEventLoopGroup.singleton.any().makePromise()
     }
 
+    /// The HTTP/2 settings and limits of a client connection.
+    private static let connectionConfiguration = {
+        var config = NIOHTTP2Handler.ConnectionConfiguration()
+        // etcd allows a connection any number of concurrent streams (grpc.MaxConcurrentStreams
+        // (math.MaxUint32)); clients like etcdctl check perf open 500-1,000 on one connection.
+        config.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: Int(UInt32.max)),
+            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+            HTTP2Setting(parameter: .maxFrameSize, value: 1 << 14),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: 16 << 10),
+        ]
+        config.targetWindowSize = 16 << 20
+        // grpc-go clients send a BDP ping per few DATA frames they receive: far below this.
+        config.controlFrameRateLimit.maximumCount = 10_000
+        config.controlFrameRateLimit.windowLength = .milliseconds(100)
+        return config
+    }()
+
+    private static let streamConfiguration = {
+        var config = NIOHTTP2Handler.StreamConfiguration()
+        config.targetWindowSize = 1 << 20
+        // Clients cancel calls with RST_STREAM (clientv3's KeepAliveOnce, every cancelled
+        // context): as gRPC-Go, allow any number of them.
+        config.streamResetFrameRateLimit.maximumCount = 10_000
+        config.streamResetFrameRateLimit.windowLength = .milliseconds(100)
+        return config
+    }()
+
     /// Serves until `shutDown()`; throws if the address cannot be bound.
-    public func serve() async throws { try await grpc.serve() }
+    public func serve() async throws {
+        let routes = self.routes, http = self.http, keepalive = self.keepalive, receiveLimit = self.receiveLimit
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [weak self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let connection = NIOLoopBound(GRPCConnectionHandler(keepalive: keepalive), eventLoop: channel.eventLoop)
+                    let ops = channel.pipeline.syncOperations
+                    try ops.addHandler(ProtocolSwitch(http: http))
+                    _ = try ops.configureHTTP2Pipeline(
+                        mode: .server, connectionConfiguration: Self.connectionConfiguration,
+                        streamConfiguration: Self.streamConfiguration,
+                        streamDelegate: GRPCConnectionHandler.StreamCounter(handler: connection)
+                    ) { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            try stream.pipeline.syncOperations.addHandler(
+                                GRPCCallHandler(routes: routes, connection: connection.value, receiveLimit: receiveLimit))
+                        }
+                    }
+                    try ops.addHandler(connection.value)
+                    self?.track(channel)
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(host: host, port: port).get()
+        } catch {
+            listener.fail(error)
+            throw error
+        }
+        let stopped = state.withLock { s in
+            s.listening = channel
+            return s.stopped
+        }
+        listener.succeed(channel)
+        if stopped { channel.close(promise: nil) }
+        try? await channel.closeFuture.get()
+    }
+
+    private func track(_ connection: any Channel) {
+        let id = ObjectIdentifier(connection)
+        let stopped = state.withLock { s in
+            if !s.stopped { s.connections[id] = connection }
+            return s.stopped
+        }
+        if stopped { return connection.close(promise: nil) }
+        connection.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.state.withLock { $0.connections.removeValue(forKey: id) }
+        }
+    }
 
     /// The bound port, once listening (nil if binding failed or the server stopped).
     public var boundPort: Int? {
         get async {
-            let address = await transport.listeningAddress
-            return address?.ipv4?.port ?? address?.ipv6?.port
+            guard let channel = try? await listener.futureResult.get(), channel.isActive else { return nil }
+            return channel.localAddress?.port
         }
     }
 
-    public func shutDown() { grpc.beginGracefulShutdown() }
+    /// Stops accepting and closes every connection (with its calls).
+    public func shutDown() {
+        let (listening, connections) = state.withLock { s in
+            s.stopped = true
+            defer { s.connections = [:] }
+            return (s.listening, Array(s.connections.values))
+        }
+        listening?.close(promise: nil)
+        for c in connections { c.close(promise: nil) }
+    }
 
     static func httpEndpoints(_ server: EtcdServer, _ metrics: MetricsEndpoint) -> HTTPEndpoints {
         let gateway = JSONGateway(server: server)
@@ -102,37 +187,5 @@ public final class ClientServer: Sendable {
     private static func majorMinorZero(_ v: String) -> String {
         let parts = v.split(separator: ".")
         return parts.count >= 2 ? "\(parts[0]).\(parts[1]).0" : v
-    }
-}
-
-/// etcd's checks in front of every RPC (its unary and stream interceptors): a learner serves
-/// Status and serializable Range only, everything else gets "etcdserver: rpc not supported
-/// for learner"; a client that asks for a leader (metadata `hasleader: true`, which clientv3
-/// sets for watches and `WithRequireLeader`) gets "etcdserver: no leader" without one.
-struct RequestGuard: ServerInterceptor {
-    let server: EtcdServer
-
-    func intercept<Input: Sendable, Output: Sendable>(
-        request: StreamingServerRequest<Input>, context: ServerContext,
-        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
-    ) async throws -> StreamingServerResponse<Output> {
-        if request.metadata[stringValues: "hasleader"].contains("true") && server.leaderID == 0 {
-            throw EtcdError.noLeader
-        }
-        guard server.isLearner else { return try await next(request, context) }
-        switch context.descriptor.method {
-        case "Status":
-            return try await next(request, context)
-        case "Range":
-            var request = request
-            let messages = request.messages
-            request.messages = RPCAsyncSequence(wrapping: messages.map { m in
-                if let r = m as? Etcdserverpb_RangeRequest, !r.serializable { throw EtcdError.notSupportedForLearner }
-                return m
-            })
-            return try await next(request, context)
-        default:
-            throw EtcdError.notSupportedForLearner
-        }
     }
 }

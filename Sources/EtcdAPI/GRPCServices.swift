@@ -1,197 +1,90 @@
 import EtcdProto
 import EtcdServer
-import GRPCCore
-import GRPCProtobuf
-import SwiftProtobuf
+import NIOHPACK
 
-// grpc-swift adapters of the plain services. Methods not built yet answer Unimplemented.
+// The gRPC paths of etcd's services, each bound to its plain service (Services.swift).
+// Auth, v3lock and v3election have no route: gRPC-Go's "unknown service" answers them.
 
-extension EtcdError: RPCErrorConvertible {
-    public var rpcErrorCode: RPCError.Code {
-        Status.Code(rawValue: code.rawValue).flatMap { RPCError.Code($0) } ?? .unknown
-    }
+extension GRPCRoutes {
+    /// What a learner serves (etcd's interceptors): Status, and Range when serializable.
+    static let learnerPaths: Set<Substring> = ["/etcdserverpb.Maintenance/Status", "/etcdserverpb.KV/Range"]
 
-    public var rpcErrorMessage: String { message }
-}
+    static func etcd(_ server: EtcdServer) -> GRPCRoutes {
+        var r = GRPCRoutes()
+        // etcd's checks in front of every RPC (its unary and stream interceptors): a client that
+        // asks for a leader (metadata `hasleader: true`, which clientv3 sets for watches and
+        // `WithRequireLeader`) gets "etcdserver: no leader" without one; a learner serves only
+        // `learnerPaths`, everything else gets "etcdserver: rpc not supported for learner".
+        r.admit = { path, headers throws(EtcdError) in
+            if headers[canonicalForm: "hasleader"].contains("true") && server.leaderID == 0 { throw .noLeader }
+            if !learnerPaths.contains(path) && server.isLearner { throw .notSupportedForLearner }
+        }
 
-struct KVGRPC: Etcdserverpb_KV.SimpleServiceProtocol {
-    let kv: KVService
-    /// gRPC's receive limit: --max-request-bytes plus etcd's 512 KiB of gRPC overhead.
-    let receiveLimit: Int
+        let kv = KVService(server: server)
+        r.unary("/etcdserverpb.KV/Range") { (q: Etcdserverpb_RangeRequest) in
+            if !q.serializable && server.isLearner { throw EtcdError.notSupportedForLearner }
+            return try await kv.range(q)
+        }
+        r.unary("/etcdserverpb.KV/Put") { (q: Etcdserverpb_PutRequest) in try await kv.put(q) }
+        r.unary("/etcdserverpb.KV/DeleteRange") { (q: Etcdserverpb_DeleteRangeRequest) in try await kv.deleteRange(q) }
+        r.unary("/etcdserverpb.KV/Txn") { (q: Etcdserverpb_TxnRequest) in try await kv.txn(q) }
+        r.unary("/etcdserverpb.KV/Compact") { (q: Etcdserverpb_CompactionRequest) in try await kv.compact(q) }
 
-    func range(request: Etcdserverpb_RangeRequest, context: ServerContext) async throws -> Etcdserverpb_RangeResponse {
-        try await kv.range(request)
-    }
+        let maintenance = MaintenanceService(server: server)
+        r.unary("/etcdserverpb.Maintenance/Alarm") { (q: Etcdserverpb_AlarmRequest) in try await maintenance.alarm(q) }
+        r.unary("/etcdserverpb.Maintenance/Status") { (q: Etcdserverpb_StatusRequest) in maintenance.status(q) }
+        r.unary("/etcdserverpb.Maintenance/Defragment") { (q: Etcdserverpb_DefragmentRequest) in try await maintenance.defragment(q) }
+        r.unary("/etcdserverpb.Maintenance/Hash") { (q: Etcdserverpb_HashRequest) in try maintenance.hash(q) }
+        r.unary("/etcdserverpb.Maintenance/HashKV") { (q: Etcdserverpb_HashKVRequest) in try maintenance.hashKV(q) }
+        r.unary("/etcdserverpb.Maintenance/MoveLeader") { (q: Etcdserverpb_MoveLeaderRequest) in try await maintenance.moveLeader(q) }
+        r.stream("/etcdserverpb.Maintenance/Snapshot") { requests, responses in
+            // Server streaming: the one (empty) request, then the database in chunks.
+            for try await bytes in requests { _ = try decode(bytes, as: Etcdserverpb_SnapshotRequest.self) }
+            try await maintenance.snapshot { try await responses.write($0) }
+        }
 
-    func put(request: Etcdserverpb_PutRequest, context: ServerContext) async throws -> Etcdserverpb_PutResponse {
-        try await kv.put(request)
-    }
+        let cluster = ClusterService(server: server)
+        r.unary("/etcdserverpb.Cluster/MemberList") { (q: Etcdserverpb_MemberListRequest) in cluster.memberList(q) }
+        r.unary("/etcdserverpb.Cluster/MemberAdd") { (q: Etcdserverpb_MemberAddRequest) in try await cluster.memberAdd(q) }
+        r.unary("/etcdserverpb.Cluster/MemberRemove") { (q: Etcdserverpb_MemberRemoveRequest) in try await cluster.memberRemove(q) }
+        r.unary("/etcdserverpb.Cluster/MemberUpdate") { (q: Etcdserverpb_MemberUpdateRequest) in try await cluster.memberUpdate(q) }
+        r.unary("/etcdserverpb.Cluster/MemberPromote") { (q: Etcdserverpb_MemberPromoteRequest) in try await cluster.memberPromote(q) }
 
-    func deleteRange(request: Etcdserverpb_DeleteRangeRequest, context: ServerContext) async throws -> Etcdserverpb_DeleteRangeResponse {
-        try await kv.deleteRange(request)
-    }
-
-    func txn(request: Etcdserverpb_TxnRequest, context: ServerContext) async throws -> Etcdserverpb_TxnResponse {
-        try await kv.txn(request)
-    }
-
-    func compact(request: Etcdserverpb_CompactionRequest, context: ServerContext) async throws -> Etcdserverpb_CompactionResponse {
-        try await kv.compact(request)
-    }
-}
-
-struct MaintenanceGRPC: Etcdserverpb_Maintenance.SimpleServiceProtocol {
-    let maintenance: MaintenanceService
-
-    func alarm(request: Etcdserverpb_AlarmRequest, context: ServerContext) async throws -> Etcdserverpb_AlarmResponse {
-        try await maintenance.alarm(request)
-    }
-
-    func status(request: Etcdserverpb_StatusRequest, context: ServerContext) async throws -> Etcdserverpb_StatusResponse {
-        maintenance.status(request)
-    }
-
-    func defragment(request: Etcdserverpb_DefragmentRequest, context: ServerContext) async throws -> Etcdserverpb_DefragmentResponse {
-        try await maintenance.defragment(request)
-    }
-
-    func hash(request: Etcdserverpb_HashRequest, context: ServerContext) async throws -> Etcdserverpb_HashResponse {
-        try maintenance.hash(request)
-    }
-
-    func hashKV(request: Etcdserverpb_HashKVRequest, context: ServerContext) async throws -> Etcdserverpb_HashKVResponse {
-        try maintenance.hashKV(request)
-    }
-
-    func snapshot(
-        request: Etcdserverpb_SnapshotRequest, response: RPCWriter<Etcdserverpb_SnapshotResponse>,
-        context: ServerContext
-    ) async throws {
-        try await maintenance.snapshot { try await response.write($0) }
-    }
-
-    func moveLeader(request: Etcdserverpb_MoveLeaderRequest, context: ServerContext) async throws -> Etcdserverpb_MoveLeaderResponse {
-        try await maintenance.moveLeader(request)
-    }
-}
-
-/// etcd's Watch stream: requests (create, cancel, progress) are read while responses —
-/// control answers and events of every watcher, in one order — are written.
-struct WatchGRPC: Etcdserverpb_Watch.SimpleServiceProtocol {
-    let server: EtcdServer
-
-    func watch(
-        request: RPCAsyncSequence<Etcdserverpb_WatchRequest, any Error>,
-        response: RPCWriter<Etcdserverpb_WatchResponse>, context: ServerContext
-    ) async throws {
-        let session = server.watchSession()
-        defer { session.close() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await r in session.responses { try await response.write(r) }
+        let lease = LeaseService(server: server)
+        r.unary("/etcdserverpb.Lease/LeaseGrant") { (q: Etcdserverpb_LeaseGrantRequest) in try await lease.grant(q) }
+        r.unary("/etcdserverpb.Lease/LeaseRevoke") { (q: Etcdserverpb_LeaseRevokeRequest) in try await lease.revoke(q) }
+        r.unary("/etcdserverpb.Lease/LeaseTimeToLive") { (q: Etcdserverpb_LeaseTimeToLiveRequest) in try await lease.timeToLive(q) }
+        r.unary("/etcdserverpb.Lease/LeaseLeases") { (q: Etcdserverpb_LeaseLeasesRequest) in try await lease.leases(q) }
+        r.stream("/etcdserverpb.Lease/LeaseKeepAlive") { requests, responses in
+            for try await bytes in requests {
+                try await responses.write(try await lease.keepAlive(try decode(bytes, as: Etcdserverpb_LeaseKeepAliveRequest.self)))
             }
-            group.addTask {
-                defer { session.close() }
-                for try await r in request {
-                    switch r.requestUnion {
-                    case .createRequest(let c)?: session.create(c)
-                    case .cancelRequest(let c)?: session.cancel(c.watchID)
-                    case .progressRequest?: session.progress()
-                    case nil: break
+        }
+
+        // etcd's Watch stream: requests (create, cancel, progress) are read while responses —
+        // control answers and events of every watcher, in one order — are written.
+        r.stream("/etcdserverpb.Watch/Watch") { requests, responses in
+            let session = server.watchSession()
+            defer { session.close() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await r in session.responses { try await responses.write(r) }
+                }
+                group.addTask {
+                    defer { session.close() }
+                    for try await bytes in requests {
+                        switch try decode(bytes, as: Etcdserverpb_WatchRequest.self).requestUnion {
+                        case .createRequest(let c)?: session.create(c)
+                        case .cancelRequest(let c)?: session.cancel(c.watchID)
+                        case .progressRequest?: session.progress()
+                        case nil: break
+                        }
                     }
                 }
+                try await group.next()
+                group.cancelAll()
             }
-            try await group.next()
-            group.cancelAll()
         }
-    }
-}
-
-struct LeaseGRPC: Etcdserverpb_Lease.SimpleServiceProtocol {
-    let lease: LeaseService
-
-    func leaseGrant(request: Etcdserverpb_LeaseGrantRequest, context: ServerContext) async throws -> Etcdserverpb_LeaseGrantResponse {
-        try await lease.grant(request)
-    }
-
-    func leaseRevoke(request: Etcdserverpb_LeaseRevokeRequest, context: ServerContext) async throws -> Etcdserverpb_LeaseRevokeResponse {
-        try await lease.revoke(request)
-    }
-
-    func leaseKeepAlive(
-        request: RPCAsyncSequence<Etcdserverpb_LeaseKeepAliveRequest, any Error>,
-        response: RPCWriter<Etcdserverpb_LeaseKeepAliveResponse>, context: ServerContext
-    ) async throws {
-        for try await r in request {
-            try await response.write(try await lease.keepAlive(r))
-        }
-    }
-
-    func leaseTimeToLive(request: Etcdserverpb_LeaseTimeToLiveRequest, context: ServerContext) async throws -> Etcdserverpb_LeaseTimeToLiveResponse {
-        try await lease.timeToLive(request)
-    }
-
-    func leaseLeases(request: Etcdserverpb_LeaseLeasesRequest, context: ServerContext) async throws -> Etcdserverpb_LeaseLeasesResponse {
-        try await lease.leases(request)
-    }
-}
-
-struct ClusterGRPC: Etcdserverpb_Cluster.SimpleServiceProtocol {
-    let cluster: ClusterService
-
-    func memberList(request: Etcdserverpb_MemberListRequest, context: ServerContext) async throws -> Etcdserverpb_MemberListResponse {
-        cluster.memberList(request)
-    }
-
-    func memberAdd(request: Etcdserverpb_MemberAddRequest, context: ServerContext) async throws -> Etcdserverpb_MemberAddResponse {
-        try await cluster.memberAdd(request)
-    }
-
-    func memberRemove(request: Etcdserverpb_MemberRemoveRequest, context: ServerContext) async throws -> Etcdserverpb_MemberRemoveResponse {
-        try await cluster.memberRemove(request)
-    }
-
-    func memberUpdate(request: Etcdserverpb_MemberUpdateRequest, context: ServerContext) async throws -> Etcdserverpb_MemberUpdateResponse {
-        try await cluster.memberUpdate(request)
-    }
-
-    func memberPromote(request: Etcdserverpb_MemberPromoteRequest, context: ServerContext) async throws -> Etcdserverpb_MemberPromoteResponse {
-        try await cluster.memberPromote(request)
-    }
-}
-
-/// Decodes a protobuf request after applying gRPC-Go's receive limit with its exact error,
-/// so that a client sees what etcd's gRPC server says for an oversized request.
-struct SizeLimitedDeserializer<Message: SwiftProtobuf.Message>: MessageDeserializer {
-    let limit: Int
-
-    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> Message {
-        let n = serializedMessageBytes.count
-        if n > limit {
-            throw RPCError(code: .resourceExhausted, message: "grpc: received message larger than max (\(n) vs. \(limit))")
-        }
-        return try ProtobufDeserializer<Message>().deserialize(serializedMessageBytes)
-    }
-}
-
-extension KVGRPC {
-    /// The generated registration, with etcd's receive limit on every KV request.
-    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
-        register(Etcdserverpb_KV.Method.Range.descriptor, &router) { try await self.range(request: $0, context: $1) }
-        register(Etcdserverpb_KV.Method.Put.descriptor, &router) { try await self.put(request: $0, context: $1) }
-        register(Etcdserverpb_KV.Method.DeleteRange.descriptor, &router) { try await self.deleteRange(request: $0, context: $1) }
-        register(Etcdserverpb_KV.Method.Txn.descriptor, &router) { try await self.txn(request: $0, context: $1) }
-        register(Etcdserverpb_KV.Method.Compact.descriptor, &router) { try await self.compact(request: $0, context: $1) }
-    }
-
-    private func register<Transport: ServerTransport, Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-        _ method: MethodDescriptor, _ router: inout RPCRouter<Transport>,
-        _ handler: @escaping @Sendable (StreamingServerRequest<Request>, ServerContext) async throws -> StreamingServerResponse<Response>
-    ) {
-        router.registerHandler(
-            forMethod: method,
-            deserializer: SizeLimitedDeserializer<Request>(limit: receiveLimit),
-            serializer: ProtobufSerializer<Response>(),
-            handler: handler)
+        return r
     }
 }

@@ -147,7 +147,7 @@ for url in config.listenPeerURLs {
     do {
         peerListeners.append(try await PeerListener.bind(host: url.hostname, port: Int(url.port) ?? 2380, transport: peerTransport))
     } catch {
-        mainLog.critical("listen tcp \(url.host): \(error)")
+        mainLog.critical("listen tcp \(url.host): \(listenErrorText(error))")
         exit(1)
     }
 }
@@ -230,7 +230,7 @@ let exitCode: Int32 = await withTaskGroup(of: Int32.self) { group in
                 try await l.server.serve()
                 return 0
             } catch {
-                mainLog.critical("listen tcp \(l.url.host): \(error)")
+                mainLog.critical("listen tcp \(l.url.host): \(listenErrorText(error))")
                 for other in listeners { other.server.shutDown() }
                 return 1
             }
