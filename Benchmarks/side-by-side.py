@@ -3,7 +3,8 @@
 
 Every workload runs, for each round and each server (alternating which server goes first),
 on a fresh data dir and a fresh server start with the same flags, under
-`strace -f -c --seccomp-bpf -e trace=fdatasync,fsync`, so the sync count and the peak RSS
+`strace -f -c --seccomp-bpf -e trace=fdatasync,fsync` (or, with `--sync-counter perf`, under
+`perf stat` counting the fdatasync/fsync tracepoints), so the sync count and the peak RSS
 belong to that workload alone. Workloads:
 
     put-1            swetcd-benchmark put, 1 connection, 1 client, 10,000 sequential keys
@@ -85,6 +86,26 @@ def strace_syncs(path):
             if parts and parts[-1] in ("fdatasync", "fsync"):
                 n += int(parts[3])
     return n
+
+
+def perf_syncs(path):
+    """fdatasync + fsync calls from `perf stat -x,` output (count,unit,event,...)."""
+    n = 0
+    with open(path) as f:
+        for line in f:
+            parts = line.strip().split(",")
+            if len(parts) > 2 and parts[2] in ("syscalls:sys_enter_fdatasync", "syscalls:sys_enter_fsync"):
+                n += int(parts[0]) if parts[0].isdigit() else 0
+    return n
+
+
+# How a server's syncs are counted: the command that runs it, and the parser of its table.
+SYNC_COUNTERS = {
+    "strace": ("strace -f -c --seccomp-bpf -e trace=fdatasync,fsync -o %s", strace_syncs),
+    # In-kernel tracepoint counts, inherited by every thread: no ptrace stops, so the server
+    # runs at full speed (strace -f stops each traced call and every thread creation).
+    "perf": ("perf stat -x , -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync -o %s", perf_syncs),
+}
 
 
 def read_pid(pidfile):
@@ -175,6 +196,7 @@ def run_datascale(load, port, timeout):
 
 
 def run_one(name, binary, workload, a, work, use_strace):
+    counter, parse_syncs = SYNC_COUNTERS[a.sync_counter]
     kind, arg, unit = WORKLOADS[workload]
     data = tempfile.mkdtemp(prefix="data-", dir=work)
     port = free_port()
@@ -186,9 +208,9 @@ def run_one(name, binary, workload, a, work, use_strace):
         # writes its table when the traced server exits.
         wrapper = os.path.join(work, "wrap-%d.sh" % port)
         with open(wrapper, "w") as f:
-            f.write("#!/bin/sh\nexec strace -f -c --seccomp-bpf -e trace=fdatasync,fsync -o %s"
+            f.write("#!/bin/sh\nexec " + counter % shlex.quote(strace_out) +
                     " sh -c 'echo $$ > \"$0\"; exec \"$@\"' %s %s \"$@\"\n"
-                    % (shlex.quote(strace_out), shlex.quote(pidfile), shlex.quote(binary)))
+                    % (shlex.quote(pidfile), shlex.quote(binary)))
         os.chmod(wrapper, 0o755)
     res = {"server": name, "workload": workload}
     p = pid = None
@@ -222,7 +244,7 @@ def run_one(name, binary, workload, a, work, use_strace):
         log.close()
         shutil.rmtree(data, ignore_errors=True)
     if use_strace and os.path.exists(strace_out) and "error" not in res:
-        res["syncs"] = strace_syncs(strace_out)
+        res["syncs"] = parse_syncs(strace_out)
         count = res["writes"] if unit == "writes" else res.get("requests", 0)
         if count:
             res["syncs_per_1000"] = 1000.0 * res["syncs"] / count
@@ -286,6 +308,7 @@ def table(workload, results, rounds):
 
 
 def machine_lines(a, argv, fsync, use_strace):
+    counter = SYNC_COUNTERS[a.sync_counter][0].replace(" -o %s", "")
     cpu = ""
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -300,8 +323,8 @@ def machine_lines(a, argv, fsync, use_strace):
         "- servers: swetcd `%s`, etcd `%s` (%s)" % (a.swetcd_bin, a.etcd_bin, (etcd_version or ["?"])[0]),
         "- command: `%s`" % shlex.join(["python3"] + argv),
         "- raw fdatasync (4 KiB, data dirs' file system): p50 %.2f ms, p99 %.2f ms" % fsync,
-        "- servers run under `strace -f -c --seccomp-bpf -e trace=fdatasync,fsync`" if use_strace
-        else "- servers run without strace: no sync counts",
+        "- servers run under `%s` (fdatasync/fsync counted)" % counter if use_strace
+        else "- servers run without a sync counter: no sync counts",
     ]
 
 
@@ -314,7 +337,10 @@ def main():
                     help="comma-separated, from: " + ", ".join(WORKLOADS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed to one workload's client")
-    ap.add_argument("--no-strace", action="store_true")
+    ap.add_argument("--no-strace", action="store_true", help="run the servers without a sync counter")
+    ap.add_argument("--sync-counter", choices=sorted(SYNC_COUNTERS), default="strace",
+                    help="strace -f -c (the default; its ptrace stops slow a server down, the more"
+                         " threads it starts the more) or perf stat's syscall tracepoints")
     ap.add_argument("--dir", default=None, help="where the data dirs go (default: a temp dir in the current directory)")
     ap.add_argument("--json-out", default=None, help="write every run's raw results here (after each run)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the work dir (server logs, strace tables)")
@@ -327,7 +353,7 @@ def main():
     a.loadgen_bin = os.path.abspath(a.loadgen_bin)
     if any(WORKLOADS[w][0] == "loadgen" for w in workloads) and not os.access(a.loadgen_bin, os.X_OK):
         ap.error("no load generator at %s (--loadgen-bin)" % a.loadgen_bin)
-    use_strace = not a.no_strace and shutil.which("strace") is not None
+    use_strace = not a.no_strace and shutil.which(a.sync_counter) is not None
     servers = {"swetcd": a.swetcd_bin, "etcd": a.etcd_bin}
 
     work = tempfile.mkdtemp(prefix="side-by-side-", dir=a.dir or os.getcwd())
