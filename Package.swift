@@ -134,7 +134,7 @@ let package = Package(
         .testTarget(
             name: "EtcdAPITests",
             dependencies: [
-                "EtcdAPI", "EtcdServer", "EtcdProto", "FileIO",
+                "EtcdAPI", "EtcdServer", "EtcdProto", "FileIO", "GRPCWire",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
