@@ -27,7 +27,7 @@ struct GRPCRoutes: Sendable {
     var methods: [String: GRPCMethod] = [:]
     /// Throws the status a call gets instead of running (etcd's interceptors); gets the
     /// path and the request headers.
-    var admit: @Sendable (_ path: Substring, _ headers: HPACKHeaders) throws(EtcdError) -> Void = { _, _ in }
+    var admit: @Sendable (_ path: String, _ headers: HPACKHeaders) throws(EtcdError) -> Void = { _, _ in }
 
     /// A unary method of protobuf messages.
     mutating func unary<Request: Message, Response: Message>(
@@ -54,7 +54,7 @@ struct GRPCRoutes: Sendable {
     }
 
     /// gRPC-Go's answer for a path no service has.
-    func unknown(_ path: Substring) -> EtcdError {
+    func unknown(_ path: String) -> EtcdError {
         let parts = path.dropFirst().split(separator: "/", maxSplits: 1)
         guard parts.count == 2 else { return EtcdError(.unimplemented, "malformed method name: \"\(path)\"") }
         let service = "/\(parts[0])/"
@@ -90,7 +90,7 @@ private func status(of error: any Error) -> EtcdError {
 }
 
 /// One call: the server side of one HTTP/2 stream. Lives on the connection's event loop.
-final class GRPCCallHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class GRPCCallHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
 
@@ -160,8 +160,8 @@ final class GRPCCallHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: h, endStream: true))), promise: nil)
             return
         }
-        let path = Substring(headers.first(name: ":path") ?? "")
-        guard let method = routes.methods[String(path)] else { return finish(routes.unknown(path)) }
+        let path = headers.first(name: ":path") ?? ""
+        guard let method = routes.methods[path] else { return finish(routes.unknown(path)) }
         // The checks run in the call's task, not here: they read the member's state under its
         // lock, which the event loop must not wait for.
         let routes = self.routes

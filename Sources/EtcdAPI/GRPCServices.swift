@@ -7,7 +7,7 @@ import NIOHPACK
 
 extension GRPCRoutes {
     /// What a learner serves (etcd's interceptors): Status, and Range when serializable.
-    static let learnerPaths: Set<Substring> = ["/etcdserverpb.Maintenance/Status", "/etcdserverpb.KV/Range"]
+    static let learnerPaths: Set<String> = ["/etcdserverpb.Maintenance/Status", "/etcdserverpb.KV/Range"]
 
     static func etcd(_ server: EtcdServer) -> GRPCRoutes {
         var r = GRPCRoutes()

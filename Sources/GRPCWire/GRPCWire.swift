@@ -81,9 +81,6 @@ public struct MessageReader {
         received.moveReaderIndex(forwardBy: 5)
         return received.readSlice(length: Int(length))!
     }
-
-    /// Whether bytes of an incomplete message are waiting.
-    public var hasPartialMessage: Bool { received.readableBytes > 0 }
 }
 
 /// grpc-message's encoding: bytes outside printable ASCII, and '%', are percent-encoded.
