@@ -91,8 +91,9 @@ public final class ClientServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let connection = NIOLoopBound(GRPCConnectionHandler(keepalive: keepalive), eventLoop: channel.eventLoop)
+                    let connection = NIOLoopBound(GRPCConnectionHandler(keepalive: keepalive, eventLoop: channel.eventLoop), eventLoop: channel.eventLoop)
                     let ops = channel.pipeline.syncOperations
+                    try ops.addHandler(FlushCoalescer())
                     try ops.addHandler(ProtocolSwitch(http: http))
                     _ = try ops.configureHTTP2Pipeline(
                         mode: .server, connectionConfiguration: Self.connectionConfiguration,

@@ -15,7 +15,10 @@ import SwiftProtobuf
 /// A method of a service, by what it does with its call's messages (protobuf bytes).
 enum GRPCMethod: Sendable {
     /// One request in, one response out; returns the response framed (`ProtobufBytes.frame`).
-    case unary(@Sendable (_ request: ByteBuffer) async throws -> ByteBuffer)
+    /// `onEventLoop`: the call's task runs on the connection's event loop instead of the
+    /// global pool (for short methods on the hot path: no thread is woken to start the
+    /// task, to resume it after the member answers, or to come back to write).
+    case unary(onEventLoop: Bool, @Sendable (_ request: ByteBuffer) async throws -> ByteBuffer)
     /// Requests as they arrive (until the client ends its side), responses through the
     /// writer; returning ends the call with OK, throwing with the error's status.
     case stream(@Sendable (_ requests: AsyncThrowingStream<ByteBuffer, any Error>, _ responses: ResponseWriter) async throws -> Void)
@@ -31,9 +34,9 @@ struct GRPCRoutes: Sendable {
 
     /// A unary method of protobuf messages.
     mutating func unary<Request: Message, Response: Message>(
-        _ path: String, _ body: @escaping @Sendable (Request) async throws -> Response
+        _ path: String, onEventLoop: Bool = false, _ body: @escaping @Sendable (Request) async throws -> Response
     ) {
-        methods[path] = .unary { bytes in try ProtobufBytes.frame(try await body(try Self.decode(bytes))) }
+        methods[path] = .unary(onEventLoop: onEventLoop) { bytes in try ProtobufBytes.frame(try await body(try Self.decode(bytes))) }
     }
 
     /// A streaming method; the body decodes its requests with `decode`.
@@ -163,7 +166,8 @@ final class GRPCCallHandler: ChannelInboundHandler {
         let path = headers.first(name: ":path") ?? ""
         guard let method = routes.methods[path] else { return finish(routes.unknown(path)) }
         // The checks run in the call's task, not here: they read the member's state under its
-        // lock, which the event loop must not wait for.
+        // lock (for the writes of `onEventLoop` methods that task runs on this event loop too,
+        // which then waits at most for one applied batch to release the lock).
         let routes = self.routes
         admit = { () throws(EtcdError) in try routes.admit(path, headers) }
         self.method = method
@@ -186,11 +190,11 @@ final class GRPCCallHandler: ChannelInboundHandler {
         do throws(MessageReader.Failure) {
             while let message = try reader.next() {
                 switch method {
-                case .unary(let body)?:
+                case .unary(let onEventLoop, let body)?:
                     guard task == nil else {
                         return finish(EtcdError(.internal, "grpc: client streaming protocol violation: get <nil>, want <EOF>"))
                     }
-                    run { try await body(message) }
+                    run(onEventLoop: onEventLoop) { try await body(message) }
                 case .stream?:
                     requests?.yield(message)
                 case nil:
@@ -216,12 +220,12 @@ final class GRPCCallHandler: ChannelInboundHandler {
     }
 
     /// Runs the method in a task; back on the event loop, sends its response and status.
-    private func run(_ body: @escaping @Sendable () async throws -> ByteBuffer?) {
+    private func run(onEventLoop: Bool = false, _ body: @escaping @Sendable () async throws -> ByteBuffer?) {
         guard let context else { return }
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let admit = self.admit
-        task = Task {
+        let call: @Sendable () async -> Void = {
             let result: Result<ByteBuffer?, any Error>
             do {
                 try admit()
@@ -229,13 +233,15 @@ final class GRPCCallHandler: ChannelInboundHandler {
             } catch {
                 result = .failure(error)
             }
-            loop.execute {
+            let end = {
                 switch result {
                 case .success(let response): bound.value.finish(nil, response: response)
                 case .failure(let error): bound.value.finish(status(of: error))
                 }
             }
+            if loop.inEventLoop { end() } else { loop.execute(end) }
         }
+        task = onEventLoop ? Task(executorPreference: connection.executor, operation: call) : Task(operation: call)
     }
 
     private func run(_ body: @escaping @Sendable () async throws -> Void) {
@@ -323,6 +329,8 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     private let keepalive: Keepalive
+    /// Runs the tasks of this connection's `onEventLoop` calls.
+    let executor: EventLoopTaskExecutor
     private var context: ChannelHandlerContext?
     private var openStreams = 0
     private var lastPingAt: NIODeadline?
@@ -331,7 +339,10 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     private var ackTimer: Scheduled<Void>?
     private static let keepalivePing = HTTP2PingData(withInteger: 0x6b65_6570_616c_6976)
 
-    init(keepalive: Keepalive) { self.keepalive = keepalive }
+    init(keepalive: Keepalive, eventLoop: any EventLoop) {
+        self.keepalive = keepalive
+        executor = EventLoopTaskExecutor(eventLoop)
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -398,5 +409,48 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         ackTimer?.cancel()
         let channel = context.channel
         ackTimer = context.eventLoop.scheduleTask(in: keepalive.timeout) { channel.close(promise: nil) }
+    }
+}
+
+/// Flushes a connection once per turn of its event loop instead of once per call: the
+/// responses of a batch of applied writes come back as separate event-loop tasks, each
+/// flushing its stream, and the first flush is held until those queued with it have
+/// written (one writev for all of them rather than one each). A close flushes first, so
+/// nothing written is dropped.
+final class FlushCoalescer: ChannelOutboundHandler {
+    typealias OutboundIn = NIOAny
+
+    private var pending = false
+
+    func flush(context: ChannelHandlerContext) {
+        guard !pending else { return }
+        pending = true
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = bound.value
+            guard handler.pending else { return }
+            handler.pending = false
+            context.flush()
+        }
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if pending {
+            pending = false
+            context.flush()
+        }
+        context.close(mode: mode, promise: promise)
+    }
+}
+
+/// A task executor that runs its jobs on one event loop (Swift's `executorPreference`).
+final class EventLoopTaskExecutor: TaskExecutor {
+    private let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { [self] in job.runSynchronously(on: asUnownedTaskExecutor()) }
     }
 }

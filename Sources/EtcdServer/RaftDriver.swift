@@ -232,9 +232,19 @@ final class RaftDriver: @unchecked Sendable {
                     applied = snap.metadata.index
                     snapshotIndex = snap.metadata.index
                 }
-                if rd.hardState != nil || !rd.entries.isEmpty {
-                    let ticket = try wal.submit(hardState: rd.hardState ?? Raftpb_HardState(), entries: rd.entries)
+                let hardState = rd.hardState ?? Raftpb_HardState()
+                if !rd.entries.isEmpty && !rd.committedEntries.isEmpty {
+                    // Committed entries are durable already (Raft hands out no others), so
+                    // they are applied while the WAL's writer writes and syncs the new ones.
+                    let ticket = try wal.submit(hardState: hardState, entries: rd.entries)
+                    apply(rd.committedEntries)
                     try wal.waitBlocking(for: ticket)
+                } else {
+                    // Nothing to do meanwhile: written here, without waking the writer.
+                    if rd.hardState != nil || !rd.entries.isEmpty {
+                        try wal.saveNow(hardState: hardState, entries: rd.entries)
+                    }
+                    apply(rd.committedEntries)
                 }
             } catch {
                 // etcd panics when it cannot persist: never acknowledge what is not durable.
@@ -248,10 +258,6 @@ final class RaftDriver: @unchecked Sendable {
                 let st = node.status
                 callbacks.softState(ss.lead, st.term, st.commit)
             }
-            if !rd.committedEntries.isEmpty {
-                callbacks.apply(rd.committedEntries, node)
-                applied = rd.committedEntries.last!.index
-            }
             for rs in rd.readStates {
                 guard let done = pendingReads.removeValue(forKey: rs.requestContext) else { continue }
                 readsWaitingForApply.append((rs.index, done))
@@ -263,6 +269,12 @@ final class RaftDriver: @unchecked Sendable {
                 takeSnapshot()
             }
         }
+    }
+
+    private func apply(_ entries: [Raftpb_Entry]) {
+        guard let last = entries.last else { return }
+        callbacks.apply(entries, node)
+        applied = last.index
     }
 
     /// Hands messages to the transport. A MsgSnap carries the state machine as of the applied

@@ -108,6 +108,10 @@ public final class WAL: @unchecked Sendable {
     private var waiters: [UInt64: [@Sendable (WALError?) -> Void]] = [:]
     private var writerRunning = false
     private var closing = false
+    /// A batch is being written, by the writer thread or by a caller of `saveNow`.
+    private var writing = false
+    /// Callers of `saveNow` and `close` waiting for `writing` to end.
+    private var waitingForWriter = 0
 
     // Read phase.
     private var decoder: Decoder?
@@ -437,6 +441,7 @@ public final class WAL: @unchecked Sendable {
     /// Blocks the calling thread until the request of `ticket` is saved (for callers that
     /// are not async; never call it from a Swift concurrency task).
     public func waitBlocking(for ticket: Ticket) throws(WALError) {
+        if ticket == .done { return }
         let sem = DispatchSemaphore(value: 0)
         let result = Mutex<WALError?>(nil)
         onComplete(ticket) { error in
@@ -525,7 +530,9 @@ public final class WAL: @unchecked Sendable {
         phase = .closed
         closing = true
         cond.broadcast()
-        while writerRunning { cond.wait() }
+        waitingForWriter += 1
+        while writerRunning || writing { cond.wait() }
+        waitingForWriter -= 1
         let failed = failure
         cond.unlock()
 
@@ -562,8 +569,43 @@ public final class WAL: @unchecked Sendable {
         }
         lastSubmitted += 1
         queue.append((lastSubmitted, r))
-        cond.signal()
+        // The writer, and any `saveNow` caller waiting for its turn.
+        cond.broadcast()
         return Ticket(sequence: lastSubmitted)
+    }
+
+    /// Saves entries and a hard state on the calling thread (etcd's `Save`), after
+    /// everything submitted before it: for a caller that would only block on the ticket,
+    /// this saves the two thread wake-ups of a hand-over to the writer and back. Returns
+    /// once saved (synced when entries, a term or a vote are in it), as `waitBlocking`.
+    public func saveNow(hardState: Raftpb_HardState = Raftpb_HardState(), entries: [Raftpb_Entry] = []) throws(WALError) {
+        let hs = isEmpty(hardState) ? nil : (state: hardState, bytes: WALFraming.marshal(hardState))
+        if hs == nil && entries.isEmpty { return }
+        let encoded = entries.map { (index: $0.index, bytes: WALFraming.marshal($0)) }
+        cond.lock()
+        waitingForWriter += 1
+        while (!queue.isEmpty || writing) && failure == nil && phase == .appending { cond.wait() }
+        waitingForWriter -= 1
+        if let f = failure {
+            cond.unlock()
+            throw f
+        }
+        guard phase == .appending else {
+            cond.unlock()
+            throw phase == .closed ? .closed : .notReadyForAppend
+        }
+        writing = true
+        lastSubmitted += 1
+        let seq = lastSubmitted
+        cond.unlock()
+        var error: WALError?
+        do {
+            try process([(seq, .save(hardState: hs, entries: encoded))])
+        } catch let e {
+            error = e
+        }
+        finish(through: seq, error: error)
+        if error != nil { throw cond.withLock { failure } ?? .closed }
     }
 
     private func startAppending() {
@@ -580,13 +622,14 @@ public final class WAL: @unchecked Sendable {
     private func writerLoop() {
         while true {
             cond.lock()
-            while queue.isEmpty && !closing { cond.wait() }
+            while (queue.isEmpty && !closing) || writing { cond.wait() }
             if queue.isEmpty {
                 cond.unlock()
                 break
             }
             let batch = queue
             queue.removeAll(keepingCapacity: true)
+            writing = true
             cond.unlock()
 
             var error: WALError?
@@ -685,6 +728,10 @@ public final class WAL: @unchecked Sendable {
     private func finish(through seq: UInt64, error: WALError?) {
         var ready: [@Sendable (WALError?) -> Void] = []
         cond.lock()
+        writing = false
+        // Wake only who waits for this write to end: the writer when requests queued up
+        // meanwhile, `saveNow` and `close` callers.
+        if !queue.isEmpty || waitingForWriter > 0 { cond.broadcast() }
         if let error {
             let stopped: WALError
             if case .stopped = error { stopped = error } else { stopped = .stopped(cause: error.description) }

@@ -102,4 +102,39 @@ import FileIO
             #expect(UInt64(c.entries.count) >= acked.value)
         }
     }
+
+    /// `saveNow` writes on the caller's thread after whatever the writer still has queued
+    /// (held in its fdatasync here), syncs what it saves, and the writer takes later
+    /// submissions as before: with everything unsynced lost at a power cut right after the
+    /// last save returns, every entry is there, in index order.
+    @Test func saveNowWaitsForTheWriterAndSyncs() async throws {
+        let faulty = try faultyFS(seed: 44, model: .dropUnsynced)
+        let gated = GatedFileSystem(faulty)
+        let w = try WAL.create(dir: "/data/wal", metadata: Self.metadata, fs: gated)
+        gated.closeGate()
+        let first = try w.submit(hardState: hardState(term: 1, commit: 0), entries: [entry(1, "queued")])
+        gated.waitUntilSyncIsHeld()
+        let second = try w.submit(entries: [entry(2, "queued too")])
+        let saved = Locked(false)
+        let inline = Thread {
+            try? w.saveNow(hardState: hardState(term: 1, commit: 2), entries: [entry(3, "now")])
+            saved.withLock { $0 = true }
+        }
+        inline.start()
+        #expect(!saved.value)  // entry 3 cannot go before 1 and 2
+        gated.openGate()
+        try await w.wait(for: first)
+        try await w.wait(for: second)
+        while !saved.value { await Task.yield() }
+        let syncs = gated.stats.counters.dataSyncs
+        try w.saveNow(entries: [entry(4, "now again")])
+        #expect(gated.stats.counters.dataSyncs == syncs + 1)
+        try await w.wait(for: try w.submit(entries: [entry(5, "queued after")]))
+        try w.saveNow(hardState: hardState(term: 1, commit: 5))  // a commit index alone: not synced
+        #expect(gated.stats.counters.dataSyncs == syncs + 2)
+        faulty.crash()
+        try? w.close()
+        let c = try WAL.open(dir: "/data/wal", at: snapshot(0, 0), fs: faulty.reboot()).readAllAndClose()
+        #expect(c.entries.map(\.index) == [1, 2, 3, 4, 5])
+    }
 }
