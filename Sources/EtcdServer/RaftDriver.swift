@@ -241,9 +241,7 @@ final class RaftDriver: @unchecked Sendable {
                     try wal.waitBlocking(for: ticket)
                 } else {
                     // Nothing to do meanwhile: written here, without waking the writer.
-                    if rd.hardState != nil || !rd.entries.isEmpty {
-                        try wal.saveNow(hardState: hardState, entries: rd.entries)
-                    }
+                    try wal.saveNow(hardState: hardState, entries: rd.entries)
                     apply(rd.committedEntries)
                 }
             } catch {

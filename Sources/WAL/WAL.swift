@@ -389,10 +389,8 @@ public final class WAL: @unchecked Sendable {
     /// Entries are marshalled as etcd's gogo code does: Type, Term and Index always, Data
     /// when present (`hasData`): leave `data` unset for raft's empty entries.
     public func submit(hardState: Raftpb_HardState = Raftpb_HardState(), entries: [Raftpb_Entry] = []) throws(WALError) -> Ticket {
-        let hs = isEmpty(hardState) ? nil : (state: hardState, bytes: WALFraming.marshal(hardState))
-        if hs == nil && entries.isEmpty { return .done }
-        let encoded = entries.map { (index: $0.index, bytes: WALFraming.marshal($0)) }
-        return try enqueue(.save(hardState: hs, entries: encoded))
+        guard let save = saveRequest(hardState, entries) else { return .done }
+        return try enqueue(save)
     }
 
     /// Queues a snapshot record (always synced).
@@ -441,7 +439,6 @@ public final class WAL: @unchecked Sendable {
     /// Blocks the calling thread until the request of `ticket` is saved (for callers that
     /// are not async; never call it from a Swift concurrency task).
     public func waitBlocking(for ticket: Ticket) throws(WALError) {
-        if ticket == .done { return }
         let sem = DispatchSemaphore(value: 0)
         let result = Mutex<WALError?>(nil)
         onComplete(ticket) { error in
@@ -558,15 +555,28 @@ public final class WAL: @unchecked Sendable {
         s.term == 0 && s.vote == 0 && s.commit == 0
     }
 
-    private func enqueue(_ r: Request) throws(WALError) -> Ticket {
-        cond.lock()
-        defer { cond.unlock() }
+    /// A save of `hardState` (unless empty) and `entries`, marshalled; nil when there is
+    /// nothing to save (etcd's Save does nothing then).
+    private func saveRequest(_ hardState: Raftpb_HardState, _ entries: [Raftpb_Entry]) -> Request? {
+        let hs = isEmpty(hardState) ? nil : (state: hardState, bytes: WALFraming.marshal(hardState))
+        if hs == nil && entries.isEmpty { return nil }
+        return .save(hardState: hs, entries: entries.map { (index: $0.index, bytes: WALFraming.marshal($0)) })
+    }
+
+    /// Throws unless requests may be appended (a stopped WAL gives its failure). Under `cond`.
+    private func checkAppending() throws(WALError) {
         if let f = failure { throw f }
         switch phase {
         case .reading: throw .notReadyForAppend
         case .closed: throw .closed
         case .appending: break
         }
+    }
+
+    private func enqueue(_ r: Request) throws(WALError) -> Ticket {
+        cond.lock()
+        defer { cond.unlock() }
+        try checkAppending()
         lastSubmitted += 1
         queue.append((lastSubmitted, r))
         // The writer, and any `saveNow` caller waiting for its turn.
@@ -579,20 +589,16 @@ public final class WAL: @unchecked Sendable {
     /// this saves the two thread wake-ups of a hand-over to the writer and back. Returns
     /// once saved (synced when entries, a term or a vote are in it), as `waitBlocking`.
     public func saveNow(hardState: Raftpb_HardState = Raftpb_HardState(), entries: [Raftpb_Entry] = []) throws(WALError) {
-        let hs = isEmpty(hardState) ? nil : (state: hardState, bytes: WALFraming.marshal(hardState))
-        if hs == nil && entries.isEmpty { return }
-        let encoded = entries.map { (index: $0.index, bytes: WALFraming.marshal($0)) }
+        guard let save = saveRequest(hardState, entries) else { return }
         cond.lock()
         waitingForWriter += 1
         while (!queue.isEmpty || writing) && failure == nil && phase == .appending { cond.wait() }
         waitingForWriter -= 1
-        if let f = failure {
+        do {
+            try checkAppending()
+        } catch {
             cond.unlock()
-            throw f
-        }
-        guard phase == .appending else {
-            cond.unlock()
-            throw phase == .closed ? .closed : .notReadyForAppend
+            throw error
         }
         writing = true
         lastSubmitted += 1
@@ -600,7 +606,7 @@ public final class WAL: @unchecked Sendable {
         cond.unlock()
         var error: WALError?
         do {
-            try process([(seq, .save(hardState: hs, entries: encoded))])
+            try process([(seq, save)])
         } catch let e {
             error = e
         }
