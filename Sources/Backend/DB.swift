@@ -52,8 +52,10 @@ public struct BoltOptions: Sendable, Equatable {
     public var allocSize = 16 << 20
     /// Run `check()` before writing each meta page and fail the commit on a problem.
     public var strictMode = false
-    /// Bytes of validated pages kept in memory, shared by all transactions.
-    public var pageCacheBytes = 128 << 20
+    /// Bytes of validated pages kept in memory, shared by all transactions. The system's
+    /// page cache holds the file beneath it; at 128 MiB this cache held the whole db of
+    /// 100,000 puts (18 MB of resident memory more) for no measurable gain in throughput.
+    public var pageCacheBytes = 16 << 20
     /// fsync the directory after creating a new file (bbolt does not; a created file's name
     /// is durable only then).
     public var syncDirectoryOnCreate = true

@@ -39,15 +39,13 @@ public protocol RaftStorage: AnyObject {
 public final class MemoryStorage: RaftStorage {
     public private(set) var hardState = Raftpb_HardState()
     public internal(set) var currentSnapshot = Raftpb_Snapshot()
-    /// ents[0] is a dummy holding the snapshot's index and term.
-    private var ents: [Raftpb_Entry]
+    /// The index and term of the entry before the first stored one (the snapshot's).
+    private var offset: UInt64 = 0
+    private var offsetTerm: UInt64 = 0
+    /// The entries `offset+1 ... last`.
+    private var log = PackedEntries()
 
-    public init() {
-        var dummy = Raftpb_Entry()
-        dummy.index = 0
-        dummy.term = 0
-        ents = [dummy]
-    }
+    public init() {}
 
     public func initialState() throws -> (hardState: Raftpb_HardState, confState: Raftpb_ConfState) {
         (hardState, currentSnapshot.metadata.confState)
@@ -57,22 +55,29 @@ public final class MemoryStorage: RaftStorage {
         hardState = hs
     }
 
-    private var offset: UInt64 { ents[0].index }
-    private var last: UInt64 { ents[0].index + UInt64(ents.count) - 1 }
+    private var last: UInt64 { offset + UInt64(log.count) }
 
     public func entries(_ lo: UInt64, _ hi: UInt64, maxSize: UInt64) throws -> [Raftpb_Entry] {
-        let off = offset
-        if lo <= off { throw RaftStorageError.compacted }
+        if lo <= offset { throw RaftStorageError.compacted }
         precondition(hi <= last + 1, "entries' hi(\(hi)) is out of bound lastindex(\(last))")
-        if ents.count == 1 { throw RaftStorageError.unavailable }
-        return limitSize(Array(ents[Int(lo - off)..<Int(hi - off)]), maxSize)
+        if log.count == 0 { throw RaftStorageError.unavailable }
+        // limitSize's rule, applied while rebuilding so that entries past the limit are not.
+        var out: [Raftpb_Entry] = []
+        out.reserveCapacity(Int(min(hi - lo, 1024)))
+        var size: UInt64 = 0
+        for index in lo..<hi {
+            let e = log.entry(at: Int(index - offset - 1), index: index)
+            size += entrySize(e)
+            if !out.isEmpty && size > maxSize { break }
+            out.append(e)
+        }
+        return out
     }
 
     public func term(_ i: UInt64) throws -> UInt64 {
-        let off = offset
-        if i < off { throw RaftStorageError.compacted }
-        if i - off >= UInt64(ents.count) { throw RaftStorageError.unavailable }
-        return ents[Int(i - off)].term
+        if i < offset { throw RaftStorageError.compacted }
+        if i > last { throw RaftStorageError.unavailable }
+        return i == offset ? offsetTerm : log.term(at: Int(i - offset - 1))
     }
 
     public func firstIndex() throws -> UInt64 { offset + 1 }
@@ -83,10 +88,9 @@ public final class MemoryStorage: RaftStorage {
     public func applySnapshot(_ snap: Raftpb_Snapshot) throws {
         if currentSnapshot.metadata.index >= snap.metadata.index { throw RaftStorageError.snapshotOutOfDate }
         currentSnapshot = snap
-        var dummy = Raftpb_Entry()
-        dummy.index = snap.metadata.index
-        dummy.term = snap.metadata.term
-        ents = [dummy]
+        offset = snap.metadata.index
+        offsetTerm = snap.metadata.term
+        log = PackedEntries()
     }
 
     /// Records a snapshot of the state machine at applied index `i` (which must be
@@ -96,24 +100,19 @@ public final class MemoryStorage: RaftStorage {
         if i <= currentSnapshot.metadata.index { throw RaftStorageError.snapshotOutOfDate }
         precondition(i <= last, "snapshot \(i) is out of bound lastindex(\(last))")
         currentSnapshot.metadata.index = i
-        currentSnapshot.metadata.term = ents[Int(i - offset)].term
+        currentSnapshot.metadata.term = try term(i)
         if let cs = confState { currentSnapshot.metadata.confState = cs }
         currentSnapshot.data = data
         return currentSnapshot
     }
 
-    /// Discards the entries before `compactIndex` (the entry at it stays as the new dummy).
+    /// Discards the entries up to `compactIndex` (whose index and term stay known).
     public func compact(_ compactIndex: UInt64) throws {
-        let off = offset
-        if compactIndex <= off { throw RaftStorageError.compacted }
+        if compactIndex <= offset { throw RaftStorageError.compacted }
         precondition(compactIndex <= last, "compact \(compactIndex) is out of bound lastindex(\(last))")
-        let i = Int(compactIndex - off)
-        var dummy = Raftpb_Entry()
-        dummy.index = ents[i].index
-        dummy.term = ents[i].term
-        var kept = [dummy]
-        kept.append(contentsOf: ents[(i + 1)...])
-        ents = kept
+        offsetTerm = try term(compactIndex)
+        log.removeFirst(Int(compactIndex - offset))
+        offset = compactIndex
     }
 
     /// Appends entries, overwriting any existing suffix from `entries[0].index` on.
@@ -127,9 +126,8 @@ public final class MemoryStorage: RaftStorage {
             entries = entries.dropFirst(Int(firstKept - first.index))
             first = entries.first!
         }
-        let at = first.index - offset
-        precondition(at <= UInt64(ents.count), "missing log entry [last: \(last), append at: \(first.index)]")
-        ents.removeSubrange(Int(at)...)
-        ents.append(contentsOf: entries)
+        precondition(first.index <= last + 1, "missing log entry [last: \(last), append at: \(first.index)]")
+        log.truncate(to: Int(first.index - firstKept))
+        for e in entries { log.append(e) }
     }
 }

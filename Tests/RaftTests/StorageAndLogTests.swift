@@ -60,6 +60,63 @@ import Testing
         #expect(cs.voters.isEmpty)
     }
 
+    /// MemoryStorage packs its entries; against a plain array of the same appends,
+    /// overwrites and compactions it must read back equal entries (unset fields stay unset,
+    /// payloads larger than a chunk and empty ones included).
+    @Test(arguments: [1, 2, 3, 4]) func memoryStorageMatchesAnArrayModel(seed: UInt64) throws {
+        var rng = SplitMix64(seed: seed)
+        let s = MemoryStorage()
+        var model: [Raftpb_Entry] = []   // model[k] has index offset + 1 + k
+        var offset: UInt64 = 0, offsetTerm: UInt64 = 0, term: UInt64 = 1
+        func randomEntry(_ index: UInt64) -> Raftpb_Entry {
+            var e = Raftpb_Entry()
+            e.term = term
+            e.index = index
+            switch rng.below(8) {
+            case 0: break
+            case 1: e.data = Data()
+            case 2: e.data = Data((0..<(PackedEntries.chunkSize + rng.below(5000))).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            default: e.data = Data((0..<rng.below(3000)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+            }
+            if rng.below(3) == 0 { e.type = Raftpb_EntryType(rawValue: rng.below(3))! }
+            return e
+        }
+        for _ in 0..<400 {
+            let last = offset + UInt64(model.count)
+            switch rng.below(10) {
+            case 0..<6:   // append, maybe overwriting a suffix (or starting before the offset)
+                if rng.below(4) == 0 { term += 1 }
+                let from = max(1, last + 1 - UInt64(rng.below(min(Int(last), 6) + 1)))
+                let batch = (0..<UInt64(1 + rng.below(8))).map { randomEntry(from + $0) }
+                s.append(batch)
+                for (k, e) in batch.enumerated() where from + UInt64(k) > offset {
+                    let at = Int(from + UInt64(k) - offset - 1)
+                    if at < model.count { model.removeSubrange(at...) }
+                    model.append(e)
+                }
+            case 6 where model.count > 1:
+                let to = offset + 1 + UInt64(rng.below(model.count))
+                offsetTerm = model[Int(to - offset - 1)].term
+                try s.compact(to)
+                model.removeFirst(Int(to - offset))
+                offset = to
+            default:
+                break
+            }
+            let now = offset + UInt64(model.count)
+            #expect(try s.firstIndex() == offset + 1 && s.lastIndex() == now)
+            #expect(try s.term(offset) == offsetTerm)
+            guard !model.isEmpty else { continue }
+            let lo = offset + 1 + UInt64(rng.below(model.count))
+            let hi = lo + 1 + UInt64(rng.below(Int(now - lo) + 1))
+            let want = Array(model[Int(lo - offset - 1)..<Int(hi - offset - 1)])
+            #expect(try s.entries(lo, hi, maxSize: raftNoLimit) == want)
+            let maxSize = UInt64(rng.below(8000))
+            #expect(try s.entries(lo, hi, maxSize: maxSize) == limitSize(want, maxSize))
+            #expect(try s.term(hi - 1) == want.last!.term)
+        }
+    }
+
     @Test func unstableLogTruncateAndAppend() {
         var u = UnstableLog(offset: 5)
         u.truncateAndAppend([entry(1, 5), entry(1, 6)])
