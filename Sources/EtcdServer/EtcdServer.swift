@@ -153,6 +153,23 @@ public final class EtcdServer: Sendable {
 
     typealias Waiter = CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>
 
+    /// Handlers waiting for their request to be applied, by request ID; a handler registers
+    /// before its entry is proposed, as etcd's `wait.Wait`. Apart from `state`, so that
+    /// registering never waits for a batch being applied.
+    let waiters = Mutex<[UInt64: Waiter]>([:])
+    /// The term of the last applied entry (`State.term`), for response headers without the
+    /// state lock.
+    let appliedTerm = Atomic<UInt64>(0)
+
+    /// Fails every waiting handler with `error`.
+    func failAllWaiters(_ error: EtcdError) {
+        let all = waiters.withLock { w in
+            defer { w.removeAll() }
+            return Array(w.values)
+        }
+        for w in all { w.resume(returning: .failure(error)) }
+    }
+
     struct State: ~Copyable {
         var kv: KVStore
         var lessor: Lessor
@@ -175,9 +192,6 @@ public final class EtcdServer: Sendable {
         var term: UInt64 = 0
         var committed: UInt64 = 0
         var applied: UInt64 = 0
-        /// Handlers waiting for their request to be applied, by request ID; a handler
-        /// registers before its entry is proposed, as etcd's `wait.Wait`.
-        var waiters: [UInt64: Waiter] = [:]
         /// Tasks waiting for a leader (start-up).
         var leaderWaiters: [CheckedContinuation<Void, Never>] = []
     }
@@ -420,11 +434,7 @@ public final class EtcdServer: Sendable {
         memberCheck.withLock { $0?.cancel() }
         let d = driver.withLock { d -> RaftDriver? in defer { d = nil }; return d }
         d?.stop()
-        let waiters = state.withLock { s -> [Waiter] in
-            defer { s.waiters.removeAll() }
-            return Array(s.waiters.values)
-        }
-        for w in waiters { w.resume(returning: .failure(.stopped)) }
+        failAllWaiters(.stopped)
         do {
             try backend.stop()
             try backend.db.close()
@@ -511,21 +521,16 @@ public final class EtcdServer: Sendable {
             failed: { [weak self] message in
                 guard let self else { return }
                 logger.critical("\(message)")
-                let waiters = state.withLock { s -> [Waiter] in
-                    defer { s.waiters.removeAll() }
-                    return Array(s.waiters.values)
-                }
-                for w in waiters { w.resume(returning: .failure(.stopped)) }
+                failAllWaiters(.stopped)
                 config.onFatal(message)
             },
             dropped: { [weak self] id in
                 guard let self else { return }
-                let w = state.withLock { s -> (Waiter, EtcdError)? in
+                let noLeader = state.withLock { s in
                     s.proposalsFailed += 1
-                    guard let w = s.waiters.removeValue(forKey: id) else { return nil }
-                    return (w, s.leader == 0 ? EtcdError.noLeader : EtcdError.stopped)
+                    return s.leader == 0
                 }
-                if let (w, e) = w { w.resume(returning: .failure(e)) }
+                waiters.withLock { $0.removeValue(forKey: id) }?.resume(returning: .failure(noLeader ? .noLeader : .stopped))
             },
             snapshotData: { [weak self] index in
                 guard let self else { throw EtcdError.stopped }
@@ -552,7 +557,7 @@ public final class EtcdServer: Sendable {
             e.type == .entryConfChange ? try? Raftpb_ConfChange(serializedBytes: e.data) : nil
         }
         for cc in confChanges.compactMap({ $0 }) { _ = node.applyConfChange(cc) }
-        var woken: [(Waiter, Result<AppliedResponse, EtcdError>)] = []
+        var results: [(id: UInt64, result: Result<AppliedResponse, EtcdError>)] = []
         var membershipChanged = false
         var removed = false
         // The entries' changes and their consistent_index reach the backend file together.
@@ -573,17 +578,19 @@ public final class EtcdServer: Sendable {
                         applyConfChange(cc, &s, persist: !inBackend)
                         membershipChanged = true
                         if cc.nodeID == memberID && cc.type == .confChangeRemoveNode { removed = true }
-                        if let waiter = s.waiters.removeValue(forKey: cc.id) { woken.append((waiter, .success(.none))) }
+                        results.append((cc.id, .success(.none)))
                     }
                 case .entryNormal:
                     if inBackend { continue }
                     guard let (id, result) = applyNormal(entry, &s) else { break }
-                    if let waiter = s.waiters.removeValue(forKey: id) { woken.append((waiter, result)) }
+                    results.append((id, result))
                 default:
                     break
                 }
             }
+            appliedTerm.store(s.term, ordering: .relaxed)
         } }
+        let woken = waiters.withLock { w in results.compactMap { r in w.removeValue(forKey: r.id).map { ($0, r.result) } } }
         for (w, r) in woken { w.resume(returning: r) }
         if membershipChanged, let transport = config.peerTransport { transport.setPeers(peerMap(members)) }
         if removed {
@@ -835,12 +842,10 @@ public final class EtcdServer: Sendable {
     /// etcd's `header.fill`: cluster and member IDs, raft term, and the current revision
     /// unless the response already set one.
     public func fill(_ header: inout Etcdserverpb_ResponseHeader) {
-        state.withLock { s in
-            header.clusterID = clusterID
-            header.memberID = memberID
-            header.raftTerm = s.term
-            if header.revision == 0 { header.revision = s.kv.currentRevision }
-        }
+        header.clusterID = clusterID
+        header.memberID = memberID
+        header.raftTerm = appliedTerm.load(ordering: .relaxed)
+        if header.revision == 0 { header.revision = state.withLock { $0.kv.currentRevision } }
     }
 
     // MARK: - Writes: propose, commit, apply, wake
@@ -927,13 +932,12 @@ public final class EtcdServer: Sendable {
     func wait(for id: UInt64, _ propose: () -> Void) async throws(EtcdError) -> AppliedResponse {
         let timeout = requestTimeout
         let result = await withCheckedContinuation { (c: Waiter) in
-            state.withLock { $0.waiters[id] = c }
+            waiters.withLock { $0[id] = c }
             propose()
             let start = ContinuousClock.now
             deadlines.add(after: timeout) { [weak self] in
-                guard let self, let (w, lead, elected) = state.withLock({ s in
-                    s.waiters.removeValue(forKey: id).map { ($0, s.leader, s.leaderElectedAt) }
-                }) else { return }
+                guard let self, let w = waiters.withLock({ $0.removeValue(forKey: id) }) else { return }
+                let (lead, elected) = state.withLock { ($0.leader, $0.leaderElectedAt) }
                 w.resume(returning: .failure(timeoutError(start: start, lead: lead, elected: elected)))
             }
         }

@@ -53,7 +53,7 @@ extension EtcdServer {
         state.withLock { s in
             ServerMetrics(
                 hasLeader: s.leader != 0, leaderChanges: s.leaderChanges, proposalsCommitted: s.committed,
-                proposalsApplied: s.applied, proposalsPending: s.waiters.count, proposalsFailed: s.proposalsFailed,
+                proposalsApplied: s.applied, proposalsPending: waiters.withLock { $0.count }, proposalsFailed: s.proposalsFailed,
                 keys: s.kv.indexedKeyCount, dbSize: backend.db.size, dbSizeInUse: backend.db.sizeInUse,
                 quotaBytes: quotaBytes ?? 0)
         }
