@@ -65,16 +65,18 @@ extension GRPCRoutes {
         }
 
         // etcd's Watch stream: requests (create, cancel, progress) are read while responses —
-        // control answers and events of every watcher, in one order — are written.
+        // control answers and events of every watcher, in one order — are written. The
+        // client's half-close ends only the requests: as etcd's recvLoop at EOF, the watchers
+        // go on sending until the client cancels the stream.
         r.stream("/etcdserverpb.Watch/Watch") { requests, responses in
             let session = server.watchSession()
             defer { session.close() }
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            try await withThrowingTaskGroup(of: Bool.self) { group in
                 group.addTask {
                     for await r in session.responses { try await responses.write(r) }
+                    return true
                 }
                 group.addTask {
-                    defer { session.close() }
                     for try await bytes in requests {
                         switch try decode(bytes, as: Etcdserverpb_WatchRequest.self).requestUnion {
                         case .createRequest(let c)?: session.create(c)
@@ -83,8 +85,9 @@ extension GRPCRoutes {
                         case nil: break
                         }
                     }
+                    return false
                 }
-                try await group.next()
+                while let responsesEnded = try await group.next(), !responsesEnded {}
                 group.cancelAll()
             }
         }

@@ -208,4 +208,36 @@ func withServer(_ body: (EtcdServer, Int) async throws -> Void) async throws {
             }
         }
     }
+
+    /// etcd's Watch keeps sending after the client half-closes its side (recvLoop ends
+    /// quietly at EOF): a watcher created, the requests closed, then a put still arrives.
+    @Test func watchOutlivesTheClientsHalfClose() async throws {
+        try await withServer { _, port in
+            let transport = try HTTP2ClientTransport.Posix(
+                target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+            try await withGRPCClient(transport: transport) { client in
+                let kv = Etcdserverpb_KV.Client(wrapping: client)
+                let watch = Etcdserverpb_Watch.Client(wrapping: client)
+                let event: Data? = try await watch.watch(
+                    request: StreamingClientRequest { writer in
+                        var req = Etcdserverpb_WatchRequest()
+                        req.createRequest.key = Data("half".utf8)
+                        try await writer.write(req)   // and the request stream ends here
+                    },
+                    onResponse: { response in
+                        for try await message in response.messages {
+                            if message.created {
+                                var put = Etcdserverpb_PutRequest()
+                                put.key = Data("half".utf8)
+                                put.value = Data("closed".utf8)
+                                _ = try await kv.put(put)
+                            }
+                            if let e = message.events.first { return e.kv.value }
+                        }
+                        return nil
+                    })
+                #expect(event == Data("closed".utf8))
+            }
+        }
+    }
 }
