@@ -64,6 +64,15 @@ func withServer(_ body: (EtcdServer, Int) async throws -> Void) async throws {
     }
 }
 
+/// A member as `withServer` gives it, and a grpc-swift client connected to it.
+func withServerAndClient(_ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void) async throws {
+    try await withServer { _, port in
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+        try await withGRPCClient(transport: transport) { client in try await body(client) }
+    }
+}
+
 @Suite(.serialized) struct ClientServerTests {
     @Test func stockEtcdctlPutsAndGets() async throws {
         try await withServer { _, port in
@@ -171,40 +180,36 @@ func withServer(_ body: (EtcdServer, Int) async throws -> Void) async throws {
     /// told nothing, had streams refused). 150 watch streams open at once on one connection:
     /// every one gets its watcher created while all stay open.
     @Test func oneConnectionCarriesMoreThan100ConcurrentStreams() async throws {
-        try await withServer { _, port in
-            let transport = try HTTP2ClientTransport.Posix(
-                target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
-            try await withGRPCClient(transport: transport) { client in
-                let watch = Etcdserverpb_Watch.Client(wrapping: client)
-                let (created, sink) = AsyncStream<Void>.makeStream()
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for i in 0..<150 {
-                        group.addTask {
-                            try await watch.watch(
-                                request: StreamingClientRequest { writer in
-                                    var req = Etcdserverpb_WatchRequest()
-                                    req.createRequest.key = Data("stream-\(i)".utf8)
-                                    try await writer.write(req)
-                                    try await Task.sleep(for: .seconds(60))  // open until cancelled
-                                },
-                                onResponse: { response in
-                                    for try await message in response.messages where message.created { sink.yield() }
-                                })
-                        }
+        try await withServerAndClient { client in
+            let watch = Etcdserverpb_Watch.Client(wrapping: client)
+            let (created, sink) = AsyncStream<Void>.makeStream()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<150 {
+                    group.addTask {
+                        try await watch.watch(
+                            request: StreamingClientRequest { writer in
+                                var req = Etcdserverpb_WatchRequest()
+                                req.createRequest.key = Data("stream-\(i)".utf8)
+                                try await writer.write(req)
+                                try await Task.sleep(for: .seconds(60))  // open until cancelled
+                            },
+                            onResponse: { response in
+                                for try await message in response.messages where message.created { sink.yield() }
+                            })
                     }
-                    let timeout = Task {
-                        try? await Task.sleep(for: .seconds(20))
-                        sink.finish()
-                    }
-                    var n = 0
-                    for await _ in created {
-                        n += 1
-                        if n == 150 { break }
-                    }
-                    timeout.cancel()
-                    #expect(n == 150, "watchers created while all 150 streams are open")
-                    group.cancelAll()
                 }
+                let timeout = Task {
+                    try? await Task.sleep(for: .seconds(20))
+                    sink.finish()
+                }
+                var n = 0
+                for await _ in created {
+                    n += 1
+                    if n == 150 { break }
+                }
+                timeout.cancel()
+                #expect(n == 150, "watchers created while all 150 streams are open")
+                group.cancelAll()
             }
         }
     }
@@ -212,32 +217,28 @@ func withServer(_ body: (EtcdServer, Int) async throws -> Void) async throws {
     /// etcd's Watch keeps sending after the client half-closes its side (recvLoop ends
     /// quietly at EOF): a watcher created, the requests closed, then a put still arrives.
     @Test func watchOutlivesTheClientsHalfClose() async throws {
-        try await withServer { _, port in
-            let transport = try HTTP2ClientTransport.Posix(
-                target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
-            try await withGRPCClient(transport: transport) { client in
-                let kv = Etcdserverpb_KV.Client(wrapping: client)
-                let watch = Etcdserverpb_Watch.Client(wrapping: client)
-                let event: Data? = try await watch.watch(
-                    request: StreamingClientRequest { writer in
-                        var req = Etcdserverpb_WatchRequest()
-                        req.createRequest.key = Data("half".utf8)
-                        try await writer.write(req)   // and the request stream ends here
-                    },
-                    onResponse: { response in
-                        for try await message in response.messages {
-                            if message.created {
-                                var put = Etcdserverpb_PutRequest()
-                                put.key = Data("half".utf8)
-                                put.value = Data("closed".utf8)
-                                _ = try await kv.put(put)
-                            }
-                            if let e = message.events.first { return e.kv.value }
+        try await withServerAndClient { client in
+            let kv = Etcdserverpb_KV.Client(wrapping: client)
+            let watch = Etcdserverpb_Watch.Client(wrapping: client)
+            let event: Data? = try await watch.watch(
+                request: StreamingClientRequest { writer in
+                    var req = Etcdserverpb_WatchRequest()
+                    req.createRequest.key = Data("half".utf8)
+                    try await writer.write(req)   // and the request stream ends here
+                },
+                onResponse: { response in
+                    for try await message in response.messages {
+                        if message.created {
+                            var put = Etcdserverpb_PutRequest()
+                            put.key = Data("half".utf8)
+                            put.value = Data("closed".utf8)
+                            _ = try await kv.put(put)
                         }
-                        return nil
-                    })
-                #expect(event == Data("closed".utf8))
-            }
+                        if let e = message.events.first { return e.kv.value }
+                    }
+                    return nil
+                })
+            #expect(event == Data("closed".utf8))
         }
     }
 }
