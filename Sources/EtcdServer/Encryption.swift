@@ -315,7 +315,10 @@ extension EtcdServer {
                         // Requests sealed under the previous configuration may still be on
                         // their way to the log: completion waits out one request timeout.
                         if generation == 0 || ContinuousClock.now - since >= self.requestTimeout {
-                            if rewrote { _ = try await self.process(EncryptionRecord.completed.request) }
+                            if rewrote {
+                                var completed = EncryptionRecord.completed.request
+                                _ = try await self.process(&completed)
+                            }
                             done = generation
                         }
                     } catch {
@@ -371,7 +374,8 @@ extension EtcdServer {
         func propose() async throws(EtcdError) {
             guard !pending.isEmpty else { return }
             if pause > 0 { try? await Task.sleep(for: .milliseconds(pause)) }
-            _ = try await process(EncryptionRecord.rewrite(pending).request)
+            var rewrite = EncryptionRecord.rewrite(pending).request
+            _ = try await process(&rewrite)
             rewritten += pending.count
             logger.info("encryption migration: rewrote \(pending.count) stored values", metadata: ["pkg": "encryption"])
             pending = []

@@ -462,9 +462,10 @@ public final class EtcdServer: Sendable {
     /// the leader changes or this member catches up) is proposed again, until it is applied or
     /// the member stops.
     private func processUntilApplied(_ request: Etcdserverpb_InternalRaftRequest) async throws(EtcdError) {
+        var request = request
         while true {
             do {
-                _ = try await process(request)
+                _ = try await process(&request)
                 return
             } catch {
                 if error == .stopped || driverIfRunning == nil { throw error }
@@ -853,14 +854,14 @@ public final class EtcdServer: Sendable {
     public func put(_ r: Etcdserverpb_PutRequest) async throws(EtcdError) -> Etcdserverpb_PutResponse {
         var req = Etcdserverpb_InternalRaftRequest()
         req.put = r
-        guard case .put(let resp) = try await process(req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .put(let resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
         return resp
     }
 
     public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest) async throws(EtcdError) -> Etcdserverpb_DeleteRangeResponse {
         var req = Etcdserverpb_InternalRaftRequest()
         req.deleteRange = r
-        guard case .deleteRange(let resp) = try await process(req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .deleteRange(let resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
         return resp
     }
 
@@ -879,14 +880,14 @@ public final class EtcdServer: Sendable {
         }
         var req = Etcdserverpb_InternalRaftRequest()
         req.txn = r
-        guard case .txn(let resp) = try await process(req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .txn(let resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
         return resp
     }
 
     public func compact(_ r: Etcdserverpb_CompactionRequest) async throws(EtcdError) -> Etcdserverpb_CompactionResponse {
         var req = Etcdserverpb_InternalRaftRequest()
         req.compaction = r
-        guard case .compaction(var resp) = try await process(req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .compaction(var resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
         if r.physical {
             // --physical: answer once the compaction is in the backend file (etcd waits for it).
             try state.withLock { s throws(EtcdError) in
@@ -902,14 +903,14 @@ public final class EtcdServer: Sendable {
     public func alarm(_ r: Etcdserverpb_AlarmRequest) async throws(EtcdError) -> Etcdserverpb_AlarmResponse {
         var req = Etcdserverpb_InternalRaftRequest()
         req.alarm = r
-        guard case .alarm(let resp) = try await process(req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .alarm(let resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
         return resp
     }
 
     /// etcd's `processInternalRaftRequestOnce`: stamp an ID, check the size, register the
     /// waiter, propose, and wait until the entry is applied.
-    func process(_ request: Etcdserverpb_InternalRaftRequest) async throws(EtcdError) -> AppliedResponse {
-        var request = request
+    /// (`inout`: stamping the ID in the caller's own request does not copy its storage.)
+    func process(_ request: inout Etcdserverpb_InternalRaftRequest) async throws(EtcdError) -> AppliedResponse {
         let id = requestIDs.next()
         request.header.id = id
         let data: Data

@@ -361,8 +361,11 @@ final class Acknowledged: @unchecked Sendable {
         let r = try await RequestPathTests().makeServer(fs: fs)
         defer { r.stop() }
         let report = r.startup
+        // The snapshot is taken at the end of the Ready that passes 100,000 applied entries, so
+        // the tail is about 100,000 entries give or take one batch (the member's own entries
+        // make it a few more than the puts after the snapshot): what matters is that only the
+        // entries after the snapshot are read.
         #expect(report.snapshotIndex > 100_000)
-        #expect(report.walEntries < 100_000)
         #expect(UInt64(report.walEntries) <= applied - report.snapshotIndex)
         let all = wholeKeySpace(countOnly: true)
         #expect(try await r.range(all).count == Int64(total))
