@@ -12,8 +12,9 @@ import Darwin
 /// `Data` costs about 200 bytes more per entry, which a log of 100,000 entries (etcd's
 /// default --snapshot-count) turns into 20 MB. Entries are rebuilt, payload copied, when
 /// read. Which optional fields were set is kept, so an entry reads back equal to what was
-/// appended (unknown fields are dropped, as etcd's raftpb drops them).
-struct PackedEntries {
+/// appended (unknown fields are dropped, as etcd's raftpb drops them). Not copyable: copies
+/// would share (and overwrite) the same chunks.
+struct PackedEntries: ~Copyable {
     private final class Chunk {
         let base: UnsafeMutableRawPointer
         let capacity: Int
