@@ -61,17 +61,7 @@ public final class MemoryStorage: RaftStorage {
         if lo <= offset { throw RaftStorageError.compacted }
         precondition(hi <= last + 1, "entries' hi(\(hi)) is out of bound lastindex(\(last))")
         if log.count == 0 { throw RaftStorageError.unavailable }
-        // limitSize's rule, applied while rebuilding so that entries past the limit are not.
-        var out: [Raftpb_Entry] = []
-        out.reserveCapacity(Int(min(hi - lo, 1024)))
-        var size: UInt64 = 0
-        for index in lo..<hi {
-            let e = log.entry(at: Int(index - offset - 1), index: index)
-            size += entrySize(e)
-            if !out.isEmpty && size > maxSize { break }
-            out.append(e)
-        }
-        return out
+        return limitSize((lo..<hi).lazy.map { self.log.entry(at: Int($0 - self.offset - 1), index: $0) }, maxSize)
     }
 
     public func term(_ i: UInt64) throws -> UInt64 {

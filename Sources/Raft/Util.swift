@@ -26,16 +26,18 @@ func entrySize(_ e: Raftpb_Entry) -> UInt64 {
 func payloadSize(_ e: Raftpb_Entry) -> UInt64 { UInt64(e.data.count) }
 
 /// The longest prefix of `ents` within `maxSize` bytes, but always at least one entry.
-func limitSize(_ ents: [Raftpb_Entry], _ maxSize: UInt64) -> [Raftpb_Entry] {
-    if ents.isEmpty || maxSize == raftNoLimit { return ents }
-    var size = entrySize(ents[0])
-    var limit = 1
-    while limit < ents.count {
-        size += entrySize(ents[limit])
-        if size > maxSize { break }
-        limit += 1
+/// Takes from `ents` only the entries it returns and the one that passes the limit (storage
+/// rebuilds its entries lazily through it).
+func limitSize(_ ents: some Sequence<Raftpb_Entry>, _ maxSize: UInt64) -> [Raftpb_Entry] {
+    var out: [Raftpb_Entry] = []
+    out.reserveCapacity(min(ents.underestimatedCount, 1024))
+    var size: UInt64 = 0
+    for e in ents {
+        size += entrySize(e)
+        if !out.isEmpty && size > maxSize { break }
+        out.append(e)
     }
-    return limit == ents.count ? ents : Array(ents[..<limit])
+    return out
 }
 
 extension Raftpb_MessageType {
