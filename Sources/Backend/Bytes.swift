@@ -16,8 +16,9 @@ func compareBytes(_ a: Bytes, _ b: Bytes) -> Int {
     }
 }
 
+/// The one byte-order comparison (MVCC's keys, kept as Data, use it too).
 @inline(__always)
-func compareRaw(_ pa: UnsafeRawBufferPointer, _ pb: UnsafeRawBufferPointer) -> Int {
+package func compareRaw(_ pa: UnsafeRawBufferPointer, _ pb: UnsafeRawBufferPointer) -> Int {
     let n = min(pa.count, pb.count)
     if n > 0 {
         let r = memcmp(pa.baseAddress!, pb.baseAddress!, n)

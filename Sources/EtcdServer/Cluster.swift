@@ -52,11 +52,9 @@ extension EtcdServer {
     }
 
     /// Whether this member is a learner (etcd refuses most client requests on learners).
-    public var isLearner: Bool {
-        state.withLock { s in s.members.first { $0.id == memberID }?.isLearner ?? false }
-    }
+    public var isLearner: Bool { shown.isLearner.load(ordering: .relaxed) }
 
-    public var leaderID: UInt64 { state.withLock { $0.leader } }
+    public var leaderID: UInt64 { shown.leader.load(ordering: .relaxed) }
 
     /// The peer URLs of the current leader (empty without one).
     func leaderPeerURLs() -> [String]? {

@@ -160,6 +160,22 @@ public final class EtcdServer: Sendable {
     /// The term of the last applied entry (`State.term`), for response headers without the
     /// state lock.
     let appliedTerm = Atomic<UInt64>(0)
+    /// What every request's checks read (learner, leader), without the state lock: an event
+    /// loop admitting a call never waits for a batch being applied.
+    let shown: ShownState
+
+    /// The parts of `State` that every call's checks read, kept by `State`'s setters.
+    final class ShownState: Sendable {
+        let memberID: UInt64
+        let leader = Atomic<UInt64>(0)
+        let isLearner = Atomic<Bool>(false)
+
+        init(memberID: UInt64) { self.memberID = memberID }
+
+        func show(_ members: [Member]) {
+            isLearner.store(members.first { $0.id == memberID }?.isLearner ?? false, ordering: .relaxed)
+        }
+    }
 
     /// Fails every waiting handler with `error`.
     func failAllWaiters(_ error: EtcdError) {
@@ -182,11 +198,13 @@ public final class EtcdServer: Sendable {
         /// etcd_server_leader_changes_seen_total and etcd_server_proposals_failed_total.
         var leaderChanges = 0
         var proposalsFailed = 0
-        var members: [Member] = []
+        var members: [Member] = [] { didSet { shown.show(members) } }
         var clusterVersion: String?
         /// Active alarms in the order they were raised (etcd's alarm store).
         var alarms: [Etcdserverpb_AlarmMember] = []
-        var leader: UInt64 = 0
+        var leader: UInt64 = 0 { didSet { shown.leader.store(leader, ordering: .relaxed) } }
+        /// Where `members` and `leader` are read without this lock.
+        let shown: ShownState
         /// When the current leader became known (etcd's leadElectedTime).
         var leaderElectedAt: ContinuousClock.Instant?
         var term: UInt64 = 0
@@ -359,8 +377,11 @@ public final class EtcdServer: Sendable {
         kv.openSealed = encryption.opener
         let persisted = try ServerBackend.load(kv.backend)
         let lessor = try Self.attachLessor(to: kv, config: config)
+        let shown = ShownState(memberID: memberID)
+        shown.show(persisted.members)
+        self.shown = shown
         self.state = Mutex(State(kv: kv, lessor: lessor, members: persisted.members,
-                                 clusterVersion: persisted.clusterVersion, alarms: persisted.alarms))
+                                 clusterVersion: persisted.clusterVersion, alarms: persisted.alarms, shown: shown))
     }
 
     /// The lessor on the backend's `lease` bucket, with the keys the store found attached

@@ -1,3 +1,4 @@
+import Backend
 import Foundation
 
 /// An MVCC revision: `main` is the store revision a write transaction commits at,
@@ -22,16 +23,7 @@ struct Revision: Hashable, Comparable, Sendable, CustomStringConvertible {
 /// Lexicographic comparison of byte strings, as Go's `bytes.Compare`: -1, 0 or 1.
 @inline(__always)
 func compareBytes(_ a: Data, _ b: Data) -> Int {
-    a.withUnsafeBytes { (pa: UnsafeRawBufferPointer) -> Int in
-        b.withUnsafeBytes { (pb: UnsafeRawBufferPointer) -> Int in
-            let n = Swift.min(pa.count, pb.count)
-            if n > 0 {
-                let r = memcmp(pa.baseAddress!, pb.baseAddress!, n)
-                if r != 0 { return r < 0 ? -1 : 1 }
-            }
-            return pa.count == pb.count ? 0 : (pa.count < pb.count ? -1 : 1)
-        }
-    }
+    a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in compareRaw(pa, pb) } }
 }
 
 /// The end of a key range as etcd's index understands it (after `mkGteRange`).
