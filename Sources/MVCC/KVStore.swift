@@ -244,7 +244,8 @@ public final class KVStore {
         let rev = view.beginRev + 1
         var created = rev
         var version: Int64 = 0
-        if let existing = index.get(key, atRev: rev) {
+        let keyIndex = index.forWrite(key)
+        if let existing = keyIndex.get(atRev: rev) {
             created = existing.created.main
             version = existing.version
         }
@@ -257,7 +258,7 @@ public final class KVStore {
         kv.version = version + 1
         kv.lease = lease
         log.append(idxRev, kv, tombstone: false, sealed: sealed)
-        index.put(key, idxRev)
+        keyIndex.put(idxRev)
         onKeyPut(key, lease)
         var ev = Mvccpb_Event()
         ev.type = .put
