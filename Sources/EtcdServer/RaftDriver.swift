@@ -76,6 +76,10 @@ final class RaftDriver: @unchecked Sendable {
         self.callbacks = callbacks
     }
 
+    deinit {
+        timer?.cancel()
+    }
+
     /// Starts ticking every `tick`; a single voter fast-forwards its election ticks, as
     /// etcd does, so it elects itself on the first tick.
     func start(tick: DispatchTimeInterval, fastForwardTicks: Int) {
@@ -85,8 +89,10 @@ final class RaftDriver: @unchecked Sendable {
         }
         let t = DispatchSource.makeTimerSource(queue: queue)
         t.schedule(deadline: .now() + tick, repeating: tick, leeway: .milliseconds(1))
-        t.setEventHandler { [unowned self] in
-            guard !stopped else { return }
+        // Weak: a tick already on its way when the driver goes (a member dropped without
+        // stop()) finds nothing instead of reading a freed driver.
+        t.setEventHandler { [weak self] in
+            guard let self, !stopped else { return }
             node.tick()
             drain()
         }

@@ -18,7 +18,9 @@ public final class WatchSession: Sendable {
     public let responses: AsyncStream<Etcdserverpb_WatchResponse>
     let continuation: AsyncStream<Etcdserverpb_WatchResponse>.Continuation
     let id: Int
-    unowned let server: EtcdServer
+    /// Weak: the member holds its sessions; a session its stream (or a timer) still uses
+    /// after the member is gone does nothing.
+    weak let server: EtcdServer?
     private let progressTimer = TimerHolder()
 
     struct Watcher {
@@ -50,16 +52,16 @@ public final class WatchSession: Sendable {
 
     /// A WatchCreateRequest (etcd's recvLoop create case).
     public func create(_ r: Etcdserverpb_WatchCreateRequest) {
-        server.watchCreate(self, r)
+        server?.watchCreate(self, r)
     }
 
     public func cancel(_ watchID: Int64) {
-        server.watchCancel(self, watchID)
+        server?.watchCancel(self, watchID)
     }
 
     /// A progress request: the current revision, with watch ID -1 (etcd 3.4).
     public func progress() {
-        server.watchProgressRequest(self)
+        server?.watchProgressRequest(self)
     }
 
     /// Every `interval`, watchers created with progress_notify get an empty response with
@@ -70,7 +72,7 @@ public final class WatchSession: Sendable {
         t.schedule(deadline: .now() + .milliseconds(ms), repeating: .milliseconds(max(ms, 1)))
         t.setEventHandler { [weak self] in
             guard let self else { return }
-            self.server.watchProgressTick(self)
+            self.server?.watchProgressTick(self)
         }
         t.resume()
         progressTimer.set(t)
@@ -79,7 +81,7 @@ public final class WatchSession: Sendable {
     /// The client went away: its watchers go.
     public func close() {
         progressTimer.cancel()
-        server.watchClose(self)
+        server?.watchClose(self)
         continuation.finish()
     }
 }
