@@ -9,7 +9,8 @@ import Synchronization
 
 /// The client-facing server of one listen URL: etcd's gRPC services and HTTP endpoints on
 /// one port. Each connection starts behind a `ProtocolSwitch`; HTTP/2 goes on to
-/// swift-nio-http2, where every stream is one call of `GRPCCallHandler`.
+/// swift-nio-http2, where every stream is one `GRPCCall` of the connection's
+/// `GRPCConnectionHandler`.
 public final class ClientServer: Sendable {
     public struct Options: Sendable {
         /// etcd's --grpc-keepalive-min-time: clients may ping this often while a stream is open.
@@ -61,7 +62,7 @@ public final class ClientServer: Sendable {
         // (math.MaxUint32)); clients like etcdctl check perf open 500-1,000 on one connection.
         config.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: Int(UInt32.max)),
-            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+            HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
             HTTP2Setting(parameter: .maxFrameSize, value: 1 << 14),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 16 << 10),
         ]
@@ -72,9 +73,11 @@ public final class ClientServer: Sendable {
         return config
     }()
 
+    /// Each stream's receive window (announced as SETTINGS_INITIAL_WINDOW_SIZE).
+    private static let streamWindow = 1 << 20
+
     private static let streamConfiguration = {
         var config = NIOHTTP2Handler.StreamConfiguration()
-        config.targetWindowSize = 1 << 20
         // Clients cancel calls with RST_STREAM (clientv3's KeepAliveOnce, every cancelled
         // context): as gRPC-Go, allow any number of them.
         config.streamResetFrameRateLimit.maximumCount = 10_000
@@ -84,28 +87,25 @@ public final class ClientServer: Sendable {
 
     /// Serves until `shutDown()`; throws if the address cannot be bound.
     public func serve() async throws {
-        let routes = self.routes, http = self.http, keepalive = self.keepalive, receiveLimit = self.receiveLimit
+        let http = self.http
+        let settings = GRPCConnectionHandler.Settings(
+            routes: routes, receiveLimit: receiveLimit, keepalive: keepalive,
+            connectionWindow: Self.connectionConfiguration.targetWindowSize, streamWindow: Self.streamWindow)
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let connection = NIOLoopBound(GRPCConnectionHandler(keepalive: keepalive, eventLoop: channel.eventLoop), eventLoop: channel.eventLoop)
                     let ops = channel.pipeline.syncOperations
                     try ops.addHandler(FlushCoalescer())
                     try ops.addHandler(ProtocolSwitch(http: http))
-                    _ = try ops.configureHTTP2Pipeline(
+                    // No stream multiplexer: frames reach the connection's handler with their
+                    // stream ID, and each call is a plain object there.
+                    try ops.addHandler(NIOHTTP2Handler(
                         mode: .server, connectionConfiguration: Self.connectionConfiguration,
-                        streamConfiguration: Self.streamConfiguration,
-                        streamDelegate: GRPCConnectionHandler.StreamCounter(handler: connection)
-                    ) { stream in
-                        stream.eventLoop.makeCompletedFuture {
-                            try stream.pipeline.syncOperations.addHandler(
-                                GRPCCallHandler(routes: routes, connection: connection.value, receiveLimit: receiveLimit))
-                        }
-                    }
-                    try ops.addHandler(connection.value)
+                        streamConfiguration: Self.streamConfiguration))
+                    try ops.addHandler(GRPCConnectionHandler(settings: settings, eventLoop: channel.eventLoop))
                     self?.track(channel)
                 }
             }

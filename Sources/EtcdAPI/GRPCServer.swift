@@ -4,9 +4,11 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 import SwiftProtobuf
+import Synchronization
 
-// swetcd's gRPC server, directly on swift-nio-http2: each HTTP/2 stream is one call, served
-// by one `GRPCCallHandler` on the connection's event loop. A unary call's method runs in one
+// swetcd's gRPC server, directly on swift-nio-http2's connection handler (no stream
+// multiplexer, no channel per stream): each HTTP/2 stream is one `GRPCCall`, kept by its
+// connection's `GRPCConnectionHandler` on the connection's event loop. A unary call's method runs in one
 // task once its request message is complete; its response, headers and trailers go out in
 // one write. Streams get their requests as an async sequence and write through a
 // `ResponseWriter`. What gRPC-Go (etcd's server) says on the wire, this says too: its status
@@ -68,18 +70,43 @@ struct GRPCRoutes: Sendable {
     }
 }
 
-/// Writes a streaming call's responses. A write waits only while the stream cannot take
-/// more (HTTP/2 flow control or a slow reader); it fails once the call is over.
+/// Writes a streaming call's responses. A write waits only while more than `backlogLimit`
+/// bytes of the stream are not yet on the socket (HTTP/2 flow control or a slow reader);
+/// it fails once the call is over.
 struct ResponseWriter: Sendable {
-    fileprivate let channel: any Channel
-    fileprivate let handler: NIOLoopBound<GRPCCallHandler>
+    fileprivate let loop: any EventLoop
+    fileprivate let call: NIOLoopBound<GRPCCall>
+    fileprivate let backlog: WriteBacklog
+
+    /// etcd's snapshot chunks are 32 KiB, a watch response is usually far smaller.
+    static let backlogLimit = 1 << 20
 
     func write(_ message: some Message) async throws {
+        guard !backlog.closed else { throw ChannelError.ioOnClosedChannel }
         let frame = try ProtobufBytes.frame(message)
-        let promise = channel.eventLoop.makePromise(of: Void.self)
-        let handler = self.handler
-        channel.eventLoop.execute { handler.value.send(frame, promise: promise) }
-        if !channel.isWritable { try await promise.futureResult.get() }
+        let size = frame.readableBytes
+        let promise = loop.makePromise(of: Void.self)
+        let backlog = self.backlog
+        let waits = backlog.add(size) > Self.backlogLimit
+        promise.futureResult.whenComplete { _ in backlog.add(-size) }
+        let call = self.call
+        loop.execute { call.value.send(frame, promise: promise) }
+        if waits { try await promise.futureResult.get() }
+    }
+}
+
+/// A streaming call's bytes written but not yet on the socket, and whether the call is over.
+final class WriteBacklog: Sendable {
+    private let bytes = Atomic<Int>(0)
+    private let ended = Atomic<Bool>(false)
+
+    /// The bytes pending after adding `n`.
+    @discardableResult
+    func add(_ n: Int) -> Int { bytes.add(n, ordering: .relaxed).newValue }
+
+    var closed: Bool {
+        get { ended.load(ordering: .relaxed) }
+        set { ended.store(newValue, ordering: .relaxed) }
     }
 }
 
@@ -92,20 +119,35 @@ private func status(of error: any Error) -> EtcdError {
     }
 }
 
-/// One call: the server side of one HTTP/2 stream. Lives on the connection's event loop.
-final class GRPCCallHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
+/// HTTP/2 receive windows: what the peer may still send before this side returns credit
+/// with WINDOW_UPDATE. Credit goes back once half of `target` is used (the messages are
+/// read as soon as they arrive, so what came in is consumed).
+struct ReceiveWindow {
+    private(set) var available: Int
+    let target: Int
 
+    /// Counts `length` flow-controlled bytes received; the increment to send, if any.
+    mutating func received(_ length: Int) -> Int? {
+        available -= length
+        guard available <= target / 2 else { return nil }
+        defer { available = target }
+        return target - available
+    }
+}
+
+/// One call: the server side of one HTTP/2 stream, kept by the connection's handler (no
+/// channel of its own). Lives on the connection's event loop.
+final class GRPCCall {
     private static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
 
-    private let routes: GRPCRoutes
+    let streamID: HTTP2StreamID
     private let connection: GRPCConnectionHandler
     private var reader: MessageReader
-    private var context: ChannelHandlerContext?
+    private var window: ReceiveWindow
     private var method: GRPCMethod?
     private var admit: @Sendable () throws(EtcdError) -> Void = {}
     private var requests: AsyncThrowingStream<ByteBuffer, any Error>.Continuation?
+    private var backlog: WriteBacklog?
     private var task: Task<Void, Never>?
     private var deadline: Scheduled<Void>?
     private var headersSent = false
@@ -114,73 +156,67 @@ final class GRPCCallHandler: ChannelInboundHandler {
     /// The status went out (or the stream is gone): nothing more is written.
     private var ended = false
 
-    init(routes: GRPCRoutes, connection: GRPCConnectionHandler, receiveLimit: Int) {
-        self.routes = routes
+    init(streamID: HTTP2StreamID, connection: GRPCConnectionHandler, receiveLimit: Int, window: ReceiveWindow) {
+        self.streamID = streamID
         self.connection = connection
+        self.window = window
         reader = MessageReader(limit: receiveLimit)
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .headers(let frame):
-            if method == nil && !ended {
-                start(frame.headers)
-            }
-            if frame.endStream { endOfRequests() }
-        case .data(let frame):
-            guard !ended, case .byteBuffer(let bytes) = frame.data else { return }
-            received(bytes)
-            if frame.endStream { endOfRequests() }
-        default:
-            break
-        }
+    /// The request headers: the call starts (later HEADERS are the client's trailers).
+    func received(_ headers: HTTP2Frame.FramePayload.Headers, first: Bool) {
+        if first && !ended { start(headers.headers) }
+        if headers.endStream { endOfRequests() }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    /// `length`: the frame's flow-controlled length (data and padding).
+    func received(_ data: HTTP2Frame.FramePayload.Data, length: Int) {
+        guard !ended else { return }
+        if !data.endStream, let increment = window.received(length) {
+            connection.write(HTTP2Frame(streamID: streamID, payload: .windowUpdate(windowSizeIncrement: increment)))
+        }
+        if case .byteBuffer(let bytes) = data.data { received(bytes) }
+        if data.endStream { endOfRequests() }
+    }
+
+    /// The stream is closed (both sides ended, a reset, or the connection went away).
+    func closed() {
         deadline?.cancel()
+        backlog?.closed = true
         if !ended {
             ended = true
             task?.cancel()
             requests?.finish(throwing: CancellationError())
         }
-        self.context = nil
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A reset stream or a protocol error of this stream: the call is over.
-        context.close(promise: nil)
     }
 
     private func start(_ headers: HPACKHeaders) {
-        guard let context else { return }
         guard headers.first(name: "content-type")?.hasPrefix("application/grpc") == true else {
             // gRPC-Go answers a request that is not gRPC with HTTP 415.
             ended = true
             let h: HPACKHeaders = [":status": "415", "content-type": "text/plain; charset=utf-8"]
-            context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: h, endStream: true))), promise: nil)
+            connection.write(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: h, endStream: true))))
             return
         }
         let path = headers.first(name: ":path") ?? ""
-        guard let method = routes.methods[path] else { return finish(routes.unknown(path)) }
-        // The checks run in the call's task, not here: they read the member's state under its
-        // lock (for the writes of `onEventLoop` methods that task runs on this event loop too,
-        // which then waits at most for one applied batch to release the lock).
-        let routes = self.routes
+        guard let method = connection.routes.methods[path] else { return finish(connection.routes.unknown(path)) }
+        // The checks run in the call's task, not here.
+        let routes = connection.routes
         admit = { () throws(EtcdError) in try routes.admit(path, headers) }
         self.method = method
+        let loop = connection.eventLoop
         if let timeout = headers.first(name: "grpc-timeout").flatMap(Self.timeout) {
-            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            deadline = context.eventLoop.scheduleTask(in: timeout) {
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            deadline = loop.scheduleTask(in: timeout) {
                 bound.value.expired()
             }
         }
         if case .stream(let body) = method {
             let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
             requests = continuation
-            let writer = ResponseWriter(channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+            let backlog = WriteBacklog()
+            self.backlog = backlog
+            let writer = ResponseWriter(loop: loop, call: NIOLoopBound(self, eventLoop: loop), backlog: backlog)
             run { try await body(stream, writer) }
         }
     }
@@ -221,8 +257,7 @@ final class GRPCCallHandler: ChannelInboundHandler {
 
     /// Runs the method in a task; back on the event loop, sends its response and status.
     private func run(onEventLoop: Bool = false, _ body: @escaping @Sendable () async throws -> ByteBuffer?) {
-        guard let context else { return }
-        let loop = context.eventLoop
+        let loop = connection.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let admit = self.admit
         let call: @Sendable () async -> Void = {
@@ -253,29 +288,30 @@ final class GRPCCallHandler: ChannelInboundHandler {
 
     /// A streaming call's response message (see `ResponseWriter`).
     fileprivate func send(_ frame: ByteBuffer, promise: EventLoopPromise<Void>) {
-        guard !ended, let context else { return promise.fail(ChannelError.ioOnClosedChannel) }
-        sendHeaders(context)
-        context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(frame)))), promise: promise)
+        guard !ended else { return promise.fail(ChannelError.ioOnClosedChannel) }
+        sendHeaders()
+        connection.write(HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(frame)))), promise: promise)
         connection.wroteResponse()
     }
 
-    private func sendHeaders(_ context: ChannelHandlerContext) {
+    private func sendHeaders() {
         guard !headersSent else { return }
         headersSent = true
-        context.write(wrapOutboundOut(.headers(.init(headers: Self.responseHeaders))), promise: nil)
+        connection.write(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: Self.responseHeaders))))
     }
 
     /// Ends the call: the response message (a unary call's), then the status, in one flush.
     /// Before any response, the status goes alone (gRPC's Trailers-Only).
     private func finish(_ error: EtcdError?, response: ByteBuffer? = nil) {
-        guard !ended, let context else { return }
+        guard !ended else { return }
         ended = true
+        backlog?.closed = true
         deadline?.cancel()
         requests?.finish()
         var trailers: HPACKHeaders
         if headersSent || response != nil {
-            sendHeaders(context)
-            if let response { context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(response)))), promise: nil) }
+            sendHeaders()
+            if let response { connection.write(HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(response))))) }
             trailers = [:]
         } else {
             trailers = Self.responseHeaders
@@ -284,12 +320,12 @@ final class GRPCCallHandler: ChannelInboundHandler {
         if let error, !error.message.isEmpty {
             trailers.add(name: "grpc-message", value: GRPCMessageEncoding.encode(error.message))
         }
-        let sent = context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))))
+        connection.write(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: trailers, endStream: true))))
         connection.wroteResponse()
         if !clientEnded {
-            // The client may still be sending: the call is over, so is the stream (as gRPC-Go).
-            let channel = context.channel
-            sent.whenComplete { _ in channel.close(promise: nil) }
+            // The client may still be sending: the call is over, so is the stream (as gRPC-Go,
+            // which resets it with NO_ERROR).
+            connection.write(HTTP2Frame(streamID: streamID, payload: .rstStream(.noError)))
         }
     }
 
@@ -314,10 +350,12 @@ final class GRPCCallHandler: ChannelInboundHandler {
     }
 }
 
-/// The connection: gRPC-Go's keepalive on both sides. The server pings after `interval`
-/// without and closes when the ack does not come within `timeout`; a client that pings more
-/// often than allowed (`minTime` with calls open, 2 hours without) gets three strikes, then
-/// GOAWAY ENHANCE_YOUR_CALM "too_many_pings", as gRPC-Go's server does.
+/// The connection: its calls by stream (frames from NIOHTTP2Handler come here with their
+/// stream ID; no channel per stream), the receive windows, one flush per event-loop turn,
+/// and gRPC-Go's keepalive on both sides. The server pings after `interval` without and
+/// closes when the ack does not come within `timeout`; a client that pings more often than
+/// allowed (`minTime` with calls open, 2 hours without) gets three strikes, then GOAWAY
+/// ENHANCE_YOUR_CALM "too_many_pings", as gRPC-Go's server does.
 final class GRPCConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
@@ -328,20 +366,40 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         var minTime: TimeAmount
     }
 
-    private let keepalive: Keepalive
+    /// What a connection serves and how much it lets a client send ahead.
+    struct Settings: Sendable {
+        var routes: GRPCRoutes
+        var receiveLimit: Int
+        var keepalive: Keepalive
+        /// The receive window of the connection and of each stream (the latter is also the
+        /// initial window this side announces in its SETTINGS).
+        var connectionWindow: Int
+        var streamWindow: Int
+    }
+
+    private let settings: Settings
+    var routes: GRPCRoutes { settings.routes }
+    let eventLoop: any EventLoop
     /// Runs the tasks of this connection's `onEventLoop` calls.
     let executor: EventLoopTaskExecutor
     private var context: ChannelHandlerContext?
-    private var openStreams = 0
+    private var calls: [HTTP2StreamID: GRPCCall] = [:]
+    /// HTTP/2 starts every connection with 65,535 bytes, whatever the SETTINGS say.
+    private var window: ReceiveWindow
+    private var flushPending = false
+    /// The connection's send window, as the HTTP/2 handler last reported it.
+    private var sendWindow: Int?
     private var lastPingAt: NIODeadline?
     private var pingStrikes = 0
     private var pingTimer: RepeatedTask?
     private var ackTimer: Scheduled<Void>?
     private static let keepalivePing = HTTP2PingData(withInteger: 0x6b65_6570_616c_6976)
 
-    init(keepalive: Keepalive, eventLoop: any EventLoop) {
-        self.keepalive = keepalive
+    init(settings: Settings, eventLoop: any EventLoop) {
+        self.settings = settings
+        self.eventLoop = eventLoop
         executor = EventLoopTaskExecutor(eventLoop)
+        window = ReceiveWindow(available: 65_535, target: settings.connectionWindow)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -357,19 +415,82 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         pingTimer?.cancel()
         ackTimer?.cancel()
+        let open = calls.values
+        calls = [:]
+        for call in open { call.closed() }
         self.context = nil
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        guard case .ping(let ping, let ack) = frame.payload else { return }
+        switch frame.payload {
+        case .headers(let headers):
+            if let call = calls[frame.streamID] {
+                call.received(headers, first: false)
+            } else {
+                let call = GRPCCall(
+                    streamID: frame.streamID, connection: self, receiveLimit: settings.receiveLimit,
+                    window: ReceiveWindow(available: settings.streamWindow, target: settings.streamWindow))
+                calls[frame.streamID] = call
+                call.received(headers, first: true)
+            }
+        case .data(let data):
+            let length = data.data.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
+            if let increment = window.received(length) {
+                write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment)))
+            }
+            calls[frame.streamID]?.received(data, length: length)
+        case .ping(let ping, let ack):
+            received(ping: ping, ack: ack, context: context)
+        default:
+            break
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case let closed as StreamClosedEvent:
+            calls.removeValue(forKey: closed.streamID)?.closed()
+        case let update as NIOHTTP2WindowUpdatedEvent where update.streamID == .rootStream:
+            // The connection's send window falls only when DATA goes out. gRPC-Go forgives
+            // pings at each DATA frame it writes: a client's BDP pings come once per round
+            // trip of a large response, far more often than the keepalive policy allows.
+            guard let window = update.outboundWindowSize else { break }
+            if let before = sendWindow, window < before { wroteResponse() }
+            sendWindow = window
+        default:
+            break
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Writes a frame of a call or of the connection; flushed at the end of this turn of the
+    /// event loop, with whatever else was written in it (one flush, one writev, for all the
+    /// calls answered in one turn).
+    func write(_ frame: HTTP2Frame, promise: EventLoopPromise<Void>? = nil) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        context.write(wrapOutboundOut(frame), promise: promise)
+        guard !flushPending else { return }
+        flushPending = true
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        eventLoop.execute {
+            let handler = bound.value
+            handler.flushPending = false
+            handler.context?.flush()
+        }
+    }
+
+    private func received(ping: HTTP2PingData, ack: Bool, context: ChannelHandlerContext) {
         if ack {
             if ping == Self.keepalivePing { ackTimer?.cancel() }
             return
         }
         let now = NIODeadline.now()
-        if let last = lastPingAt, now < last + (openStreams > 0 ? keepalive.minTime : .hours(2)) {
+        if let last = lastPingAt, now < last + (calls.isEmpty ? .hours(2) : settings.keepalive.minTime) {
             pingStrikes += 1
         }
         lastPingAt = now
@@ -382,23 +503,15 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    /// gRPC-Go forgives a client's pings once the server sends headers or data.
+    /// gRPC-Go forgives a client's pings once the server sends headers or a DATA frame.
     func wroteResponse() {
         pingStrikes = 0
-    }
-
-    /// Counts the open streams (the HTTP/2 handler calls it on the connection's event loop).
-    struct StreamCounter: NIOHTTP2StreamDelegate {
-        let handler: NIOLoopBound<GRPCConnectionHandler>
-
-        func streamCreated(_ id: HTTP2StreamID, channel: any Channel) { handler.value.openStreams += 1 }
-        func streamClosed(_ id: HTTP2StreamID, channel: any Channel) { handler.value.openStreams -= 1 }
     }
 
     private func schedulePing() {
         guard pingTimer == nil, let context else { return }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        pingTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: keepalive.interval, delay: keepalive.interval) { _ in
+        pingTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: settings.keepalive.interval, delay: settings.keepalive.interval) { _ in
             bound.value.ping()
         }
     }
@@ -408,7 +521,7 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
         context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .ping(Self.keepalivePing, ack: false))), promise: nil)
         ackTimer?.cancel()
         let channel = context.channel
-        ackTimer = context.eventLoop.scheduleTask(in: keepalive.timeout) { channel.close(promise: nil) }
+        ackTimer = context.eventLoop.scheduleTask(in: settings.keepalive.timeout) { channel.close(promise: nil) }
     }
 }
 

@@ -89,6 +89,30 @@ func withServerAndClient(_ body: (GRPCClient<HTTP2ClientTransport.Posix>) async 
         }
     }
 
+    /// A response of many round trips: gRPC-Go's client sends a BDP ping per round trip,
+    /// and the server forgives pings at each DATA frame it writes (it had counted them as
+    /// keepalive strikes and answered "too_many_pings", so large values could not be read).
+    @Test func largeValuesAndSnapshotsReachEtcdctl() async throws {
+        try await withServer { _, port in
+            let ep = "--endpoints=127.0.0.1:\(port)"
+            var rng = SplitMix64(seed: 5)
+            let value = String((0..<1_400_000).map { _ in Character(UnicodeScalar(UInt8(97 + rng.next() % 26))) })
+            let put = try run(["etcdctl", ep, "put", "big"], stdin: value)
+            #expect(put.out == "OK\n", "\(put.err)")
+            let get = try run(["etcdctl", ep, "get", "big", "--print-value-only"])
+            #expect(get.code == 0, "\(get.err)")
+            #expect(get.out == value + "\n")
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swetcd-snap-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let file = dir.appendingPathComponent("s.db").path
+            let save = try run(["etcdctl", ep, "snapshot", "save", file])
+            #expect(save.code == 0, "\(save.err)")
+            let status = try run(["etcdctl", "snapshot", "status", file, "-w", "json"])
+            #expect(status.out.contains("\"revision\":2"), "\(status.out) \(status.err)")
+        }
+    }
+
     @Test func etcdErrorsReachEtcdctlWithEtcdsText() async throws {
         try await withServer { _, port in
             let r = try run(["etcdctl", "--endpoints=127.0.0.1:\(port)", "get", "foo", "--rev=10"])

@@ -89,14 +89,44 @@ import Testing
     }
 
     @Test func grpcTimeoutsParseAsGRPCGoReadsThem() {
-        #expect(GRPCCallHandler.timeout("5S") == .seconds(5))
-        #expect(GRPCCallHandler.timeout("4999998m") == .milliseconds(4_999_998))
-        #expect(GRPCCallHandler.timeout("1H") == .hours(1))
-        #expect(GRPCCallHandler.timeout("7u") == .microseconds(7))
-        #expect(GRPCCallHandler.timeout("") == nil)
-        #expect(GRPCCallHandler.timeout("S") == nil)
-        #expect(GRPCCallHandler.timeout("-1S") == nil)
-        #expect(GRPCCallHandler.timeout("5x") == nil)
+        #expect(GRPCCall.timeout("5S") == .seconds(5))
+        #expect(GRPCCall.timeout("4999998m") == .milliseconds(4_999_998))
+        #expect(GRPCCall.timeout("1H") == .hours(1))
+        #expect(GRPCCall.timeout("7u") == .microseconds(7))
+        #expect(GRPCCall.timeout("") == nil)
+        #expect(GRPCCall.timeout("S") == nil)
+        #expect(GRPCCall.timeout("-1S") == nil)
+        #expect(GRPCCall.timeout("5x") == nil)
+    }
+
+    @Test func receiveWindowsReturnCreditOnceHalfIsUsed() {
+        // A connection starts with HTTP/2's 65,535 bytes and is raised to its target at the
+        // first DATA frame; a stream is announced at its target and topped up at half.
+        var connection = ReceiveWindow(available: 65_535, target: 16 << 20)
+        #expect(connection.received(100) == (16 << 20) - 65_435)
+        #expect(connection.available == 16 << 20)
+        var stream = ReceiveWindow(available: 1 << 20, target: 1 << 20)
+        #expect(stream.received(300 << 10) == nil)
+        #expect(stream.received(200 << 10) == nil)
+        #expect(stream.received(12 << 10) == 512 << 10)
+        #expect(stream.available == 1 << 20)
+        // Random frame sizes: the peer never runs out of window, and credit never exceeds
+        // what was received.
+        var rng = SplitMix64(seed: 9)
+        var peerView = 1 << 20, received = 0, credited = 0
+        for _ in 0..<10_000 {
+            let n = Int(rng.next() % UInt64(16 << 10)) + 1
+            guard n <= peerView else { continue }
+            peerView -= n
+            received += n
+            if let inc = stream.received(n) {
+                peerView += inc
+                credited += inc
+            }
+            #expect(peerView == stream.available)
+            #expect(peerView > (1 << 20) / 2 - (16 << 10))
+        }
+        #expect(credited <= received)
     }
 
     @Test func grpcMessagesArePercentEncodedAndBack() {
