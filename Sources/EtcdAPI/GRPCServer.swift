@@ -165,6 +165,9 @@ final class GRPCCall {
 
     /// The request headers: the call starts (later HEADERS are the client's trailers).
     func received(_ headers: HTTP2Frame.FramePayload.Headers, first: Bool) {
+        // Known before the call can end on what it read: a call that ends then resets the
+        // stream only if the client is still sending.
+        if headers.endStream { clientEnded = true }
         if first && !ended { start(headers.headers) }
         if headers.endStream { endOfRequests() }
     }
@@ -172,6 +175,7 @@ final class GRPCCall {
     /// `length`: the frame's flow-controlled length (data and padding).
     func received(_ data: HTTP2Frame.FramePayload.Data, length: Int) {
         guard !ended else { return }
+        if data.endStream { clientEnded = true }
         if !data.endStream, let increment = window.received(length) {
             connection.write(HTTP2Frame(streamID: streamID, payload: .windowUpdate(windowSizeIncrement: increment)))
         }
