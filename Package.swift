@@ -142,6 +142,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ]),
         .testTarget(name: "EtcdConfigTests", dependencies: ["EtcdConfig"]),
         .testTarget(name: "EncryptionTests", dependencies: ["Encryption"], exclude: ["Fixtures"]),
