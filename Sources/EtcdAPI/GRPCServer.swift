@@ -8,9 +8,9 @@ import Synchronization
 
 // swetcd's gRPC server, directly on swift-nio-http2's connection handler (no stream
 // multiplexer, no channel per stream): each HTTP/2 stream is one `GRPCCall`, kept by its
-// connection's `GRPCConnectionHandler` on the connection's event loop. A unary call's method runs in one
-// task once its request message is complete; its response, headers and trailers go out in
-// one write. Streams get their requests as an async sequence and write through a
+// connection's `GRPCConnectionHandler` on the connection's event loop. A unary call's
+// method runs in one task once its request message is complete; its response, headers and
+// trailers go out in one write. Streams get their requests as an async sequence and write through a
 // `ResponseWriter`. What gRPC-Go (etcd's server) says on the wire, this says too: its status
 // codes and messages, its receive limit, its keepalive policy.
 
