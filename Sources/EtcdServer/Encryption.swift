@@ -291,35 +291,28 @@ extension EtcdServer {
     /// and defragments). Checks again every second and after a reload.
     func startEncryptionMigration() -> Task<Void, Never> {
         Task.detached { [weak self] in
-            var seen = -1
-            var since = ContinuousClock.now
-            var done: Int?
-            var rewrote = false
+            var progress = MigrationProgress()
             // Nothing to do until a configuration is loaded, unless the store holds sealed values.
             if let self, self.encryption.snapshot.encryptor == nil,
-               self.state.withLock({ $0.kv.sealedKeyNames.isEmpty }) { done = 0 }
+               self.state.withLock({ $0.kv.sealedKeyNames.isEmpty }) { progress.done = 0 }
             while !Task.isCancelled {
                 guard let self else { return }
                 let (config, generation) = self.encryption.snapshot
-                if generation != seen {
-                    seen = generation
-                    since = .now
-                    rewrote = false
-                }
-                if self.isLeaderNow && done != generation && self.encryption.isPermitted {
+                progress.observe(generation, at: .now)
+                if self.isLeaderNow && progress.done != generation && self.encryption.isPermitted {
                     do {
-                        if try await self.migrationPass(config) > 0 {
-                            rewrote = true
+                        let rewritten = try await self.migrationPass(config)
+                        switch progress.passEnded(rewritten: rewritten, at: .now, settle: self.requestTimeout) {
+                        case .again:
                             continue
-                        }
-                        // Requests sealed under the previous configuration may still be on
-                        // their way to the log: completion waits out one request timeout.
-                        if generation == 0 || ContinuousClock.now - since >= self.requestTimeout {
-                            if rewrote {
-                                var completed = EncryptionRecord.completed.request
-                                _ = try await self.process(&completed)
-                            }
-                            done = generation
+                        case .wait:
+                            break
+                        case .recordCompletion:
+                            var completed = EncryptionRecord.completed.request
+                            _ = try await self.process(&completed)
+                            progress.completionRecorded()
+                        case .done:
+                            progress.completionRecorded()
                         }
                     } catch {
                         self.logger.warning("encryption migration: \(error); retrying", metadata: ["pkg": "encryption"])
@@ -422,5 +415,53 @@ extension EtcdServer {
         } catch {
             logger.error("encryption migration: defragment failed: \(error)", metadata: ["pkg": "encryption"])
         }
+    }
+}
+
+/// The migration loop's bookkeeping, apart from the store and the clock: which configuration
+/// generation it has finished, since when the current one is in place, and whether values
+/// were rewritten since completion was last recorded.
+struct MigrationProgress {
+    /// The generation whose migration is finished (nil: none yet).
+    var done: Int?
+    private var seen = -1
+    private var since = ContinuousClock.now
+    /// Values were rewritten and no completion record followed yet. A reload does not clear
+    /// it: rewrites under the configuration before it still need their purge.
+    private(set) var rewrote = false
+
+    enum Next: Equatable {
+        /// A pass rewrote values: pass again at once.
+        case again
+        /// Nothing left to rewrite, but the configuration is too recent to be sure.
+        case wait
+        /// Nothing left, and values were rewritten: record completion through the log.
+        case recordCompletion
+        /// Nothing left, nothing was rewritten: this generation is finished.
+        case done
+    }
+
+    mutating func observe(_ generation: Int, at now: ContinuousClock.Instant) {
+        guard generation != seen else { return }
+        seen = generation
+        since = now
+    }
+
+    /// After a pass over the store that rewrote `rewritten` values. Requests sealed under the
+    /// previous configuration may still be on their way to the log: completion waits out
+    /// `settle` (one request timeout) after a reload (not for the configuration loaded at start).
+    mutating func passEnded(rewritten: Int, at now: ContinuousClock.Instant, settle: Duration) -> Next {
+        if rewritten > 0 {
+            rewrote = true
+            return .again
+        }
+        guard seen == 0 || now - since >= settle else { return .wait }
+        return rewrote ? .recordCompletion : .done
+    }
+
+    /// Completion is recorded (or there was nothing to record) for the generation seen.
+    mutating func completionRecorded() {
+        rewrote = false
+        done = seen
     }
 }

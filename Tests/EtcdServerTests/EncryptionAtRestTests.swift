@@ -228,3 +228,46 @@ import Testing
         }
     }
 }
+
+@Suite struct MigrationProgressTests {
+    let settle = Duration.seconds(7)
+
+    /// Two reloads in quick succession (a key added, then moved first, each with SIGHUP), the
+    /// loop reading the first of them while the file already holds the second: its pass
+    /// rewrites everything, the next pass sees the second generation and finds nothing left.
+    /// Completion must still be recorded (it was not: the reload cleared "rewrote").
+    @Test func aReloadBetweenRewriteAndCompletionStillRecordsCompletion() {
+        let t0 = ContinuousClock.now
+        var p = MigrationProgress()
+        p.observe(0, at: t0)
+        #expect(p.passEnded(rewritten: 0, at: t0, settle: settle) == .done)
+        p.completionRecorded()
+        #expect(p.done == 0)
+
+        p.observe(1, at: t0 + .seconds(10))
+        #expect(p.passEnded(rewritten: 300, at: t0 + .seconds(10), settle: settle) == .again)
+        p.observe(2, at: t0 + .seconds(10))
+        #expect(p.passEnded(rewritten: 0, at: t0 + .seconds(11), settle: settle) == .wait)
+        #expect(p.passEnded(rewritten: 0, at: t0 + .seconds(17), settle: settle) == .recordCompletion)
+        p.completionRecorded()
+        #expect(p.done == 2 && !p.rewrote)
+        // Nothing rewritten since: the next generation finishes without a record.
+        p.observe(3, at: t0 + .seconds(20))
+        #expect(p.passEnded(rewritten: 0, at: t0 + .seconds(30), settle: settle) == .done)
+    }
+
+    /// The configuration loaded at start (generation 0) completes without waiting; a later
+    /// one waits out one request timeout after it was loaded.
+    @Test func onlyAReloadWaitsOutARequestTimeout() {
+        let t0 = ContinuousClock.now
+        var p = MigrationProgress()
+        p.observe(0, at: t0)
+        #expect(p.passEnded(rewritten: 5, at: t0, settle: settle) == .again)
+        #expect(p.passEnded(rewritten: 0, at: t0, settle: settle) == .recordCompletion)
+        p.completionRecorded()
+        p.observe(1, at: t0 + .seconds(1))
+        #expect(p.passEnded(rewritten: 1, at: t0 + .seconds(1), settle: settle) == .again)
+        #expect(p.passEnded(rewritten: 0, at: t0 + .seconds(7), settle: settle) == .wait)
+        #expect(p.passEnded(rewritten: 0, at: t0 + .seconds(8), settle: settle) == .recordCompletion)
+    }
+}
