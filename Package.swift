@@ -150,6 +150,15 @@ let package = Package(
     ]
 )
 
+// Release builds of swetcd's own modules skip the runtime exclusivity checks (a check per
+// access to a class's stored property, the generated protobuf messages' included); debug
+// builds, which the tests use, keep them.
+for target in package.targets where target.type != .test {
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    ]
+}
+
 // The micro-benchmarks (package-benchmark) join the package only when asked for, so the
 // test build and CI never resolve or build them:
 //     SWETCD_BENCHMARKS=1 swift package --disable-sandbox benchmark --target HotPaths
