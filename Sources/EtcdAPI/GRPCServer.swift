@@ -9,18 +9,20 @@ import Synchronization
 // swetcd's gRPC server, directly on swift-nio-http2's connection handler (no stream
 // multiplexer, no channel per stream): each HTTP/2 stream is one `GRPCCall`, kept by its
 // connection's `GRPCConnectionHandler` on the connection's event loop. A unary call's
-// method runs in one task once its request message is complete; its response, headers and
-// trailers go out in one write. Streams get their requests as an async sequence and write through a
+// method runs once its request message is complete, in a task or (the writes) called on the
+// event loop with a callback; its response, headers and trailers go out in one write. Streams get their requests as an async sequence and write through a
 // `ResponseWriter`. What gRPC-Go (etcd's server) says on the wire, this says too: its status
 // codes and messages, its receive limit, its keepalive policy.
 
 /// A method of a service, by what it does with its call's messages (protobuf bytes).
 enum GRPCMethod: Sendable {
-    /// One request in, one response out; returns the response framed (`ProtobufBytes.frame`).
-    /// `onEventLoop`: the call's task runs on the connection's event loop instead of the
-    /// global pool (for short methods on the hot path: no thread is woken to start the
-    /// task, to resume it after the member answers, or to come back to write).
-    case unary(onEventLoop: Bool, @Sendable (_ request: ByteBuffer) async throws -> ByteBuffer)
+    /// One request in, one response out, in a task; returns the response framed
+    /// (`ProtobufBytes.frame`).
+    case unary(@Sendable (_ request: ByteBuffer) async throws -> ByteBuffer)
+    /// One request in, one response out, without a task (the writes, short on the hot path):
+    /// called on the connection's event loop, it calls `done` once, from any thread, with
+    /// what makes the framed response; that runs back on the event loop.
+    case unaryCallback(@Sendable (_ request: ByteBuffer, _ done: @escaping @Sendable (@escaping @Sendable () throws -> ByteBuffer) -> Void) -> Void)
     /// Requests as they arrive (until the client ends its side), responses through the
     /// writer; returning ends the call with OK, throwing with the error's status.
     case stream(@Sendable (_ requests: AsyncThrowingStream<ByteBuffer, any Error>, _ responses: ResponseWriter) async throws -> Void)
@@ -36,9 +38,20 @@ struct GRPCRoutes: Sendable {
 
     /// A unary method of protobuf messages.
     mutating func unary<Request: Message, Response: Message>(
-        _ path: String, onEventLoop: Bool = false, _ body: @escaping @Sendable (Request) async throws -> Response
+        _ path: String, _ body: @escaping @Sendable (Request) async throws -> Response
     ) {
-        methods[path] = .unary(onEventLoop: onEventLoop) { bytes in try ProtobufBytes.frame(try await body(try Self.decode(bytes))) }
+        methods[path] = .unary { bytes in try ProtobufBytes.frame(try await body(try Self.decode(bytes))) }
+    }
+
+    /// A unary method of protobuf messages that answers through a callback (`unaryCallback`).
+    mutating func unary<Request: Message, Response: Message>(
+        _ path: String, callback body: @escaping @Sendable (Request, _ done: @escaping @Sendable (Result<Response, EtcdError>) -> Void) -> Void
+    ) {
+        methods[path] = .unaryCallback { bytes, done in
+            let request: Request
+            do { request = try Self.decode(bytes) } catch { return done { throw error } }
+            body(request) { result in done { try ProtobufBytes.frame(try result.get()) } }
+        }
     }
 
     /// A streaming method; the body decodes its requests with `decode`.
@@ -149,6 +162,8 @@ final class GRPCCall {
     private var requests: AsyncThrowingStream<ByteBuffer, any Error>.Continuation?
     private var backlog: WriteBacklog?
     private var task: Task<Void, Never>?
+    /// A unary call's method was given its request.
+    private var started = false
     private var deadline: Scheduled<Void>?
     private var headersSent = false
     /// The client sent END_STREAM.
@@ -230,11 +245,14 @@ final class GRPCCall {
         do throws(MessageReader.Failure) {
             while let message = try reader.next() {
                 switch method {
-                case .unary(let onEventLoop, let body)?:
-                    guard task == nil else {
-                        return finish(EtcdError(.internal, "grpc: client streaming protocol violation: get <nil>, want <EOF>"))
-                    }
-                    run(onEventLoop: onEventLoop) { try await body(message) }
+                case .unary(let body)?:
+                    guard !started else { return protocolViolation() }
+                    started = true
+                    run { try await body(message) }
+                case .unaryCallback(let body)?:
+                    guard !started else { return protocolViolation() }
+                    started = true
+                    call(body, message)
                 case .stream?:
                     requests?.yield(message)
                 case nil:
@@ -251,16 +269,42 @@ final class GRPCCall {
         }
     }
 
+    private func protocolViolation() {
+        finish(EtcdError(.internal, "grpc: client streaming protocol violation: get <nil>, want <EOF>"))
+    }
+
     private func endOfRequests() {
         clientEnded = true
         requests?.finish()
-        if case .unary? = method, task == nil, !ended {
-            finish(EtcdError(.internal, "grpc: error while reading request: EOF"))
+        switch method {
+        case .unary?, .unaryCallback?:
+            if !started && !ended { finish(EtcdError(.internal, "grpc: error while reading request: EOF")) }
+        default:
+            break
+        }
+    }
+
+    /// Calls a callback method (on the event loop); back on the event loop, sends what its
+    /// callback makes, and the status.
+    private func call(_ body: @Sendable (ByteBuffer, @escaping @Sendable (@escaping @Sendable () throws -> ByteBuffer) -> Void) -> Void,
+                      _ message: ByteBuffer) {
+        do throws(EtcdError) { try admit() } catch { return finish(error) }
+        let loop = connection.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        body(message) { response in
+            let end = {
+                do {
+                    bound.value.finish(nil, response: try response())
+                } catch {
+                    bound.value.finish(status(of: error))
+                }
+            }
+            if loop.inEventLoop { end() } else { loop.execute(end) }
         }
     }
 
     /// Runs the method in a task; back on the event loop, sends its response and status.
-    private func run(onEventLoop: Bool = false, _ body: @escaping @Sendable () async throws -> ByteBuffer?) {
+    private func run(_ body: @escaping @Sendable () async throws -> ByteBuffer?) {
         let loop = connection.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let admit = self.admit
@@ -280,7 +324,7 @@ final class GRPCCall {
             }
             if loop.inEventLoop { end() } else { loop.execute(end) }
         }
-        task = onEventLoop ? Task(executorPreference: connection.executor, operation: call) : Task(operation: call)
+        task = Task(operation: call)
     }
 
     private func run(_ body: @escaping @Sendable () async throws -> Void) {
@@ -384,8 +428,6 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     private let settings: Settings
     var routes: GRPCRoutes { settings.routes }
     let eventLoop: any EventLoop
-    /// Runs the tasks of this connection's `onEventLoop` calls.
-    let executor: EventLoopTaskExecutor
     private var context: ChannelHandlerContext?
     private var calls: [HTTP2StreamID: GRPCCall] = [:]
     /// HTTP/2 starts every connection with 65,535 bytes, whatever the SETTINGS say.
@@ -402,7 +444,6 @@ final class GRPCConnectionHandler: ChannelInboundHandler {
     init(settings: Settings, eventLoop: any EventLoop) {
         self.settings = settings
         self.eventLoop = eventLoop
-        executor = EventLoopTaskExecutor(eventLoop)
         window = ReceiveWindow(available: 65_535, target: settings.connectionWindow)
     }
 
@@ -557,17 +598,5 @@ final class FlushCoalescer: ChannelOutboundHandler {
             context.flush()
         }
         context.close(mode: mode, promise: promise)
-    }
-}
-
-/// A task executor that runs its jobs on one event loop (Swift's `executorPreference`).
-final class EventLoopTaskExecutor: TaskExecutor {
-    private let loop: any EventLoop
-
-    init(_ loop: any EventLoop) { self.loop = loop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        loop.execute { [self] in job.runSynchronously(on: asUnownedTaskExecutor()) }
     }
 }

@@ -20,17 +20,17 @@ extension GRPCRoutes {
             if !learnerPaths.contains(path) && server.isLearner { throw .notSupportedForLearner }
         }
 
-        // Writes run on the connection's event loop (`onEventLoop`): the handler only checks,
-        // encodes and proposes there, and is resumed there when the entry is applied. Range
-        // stays on the task pool: a large one would hold the event loop's other connections.
+        // Writes run without a task (`callback`): checked, encoded and proposed on the
+        // connection's event loop, answered there once the entry is applied. Range stays in a
+        // task on the pool: a large one would hold the event loop's other connections.
         let kv = KVService(server: server)
         r.unary("/etcdserverpb.KV/Range") { (q: Etcdserverpb_RangeRequest) in
             if !q.serializable && server.isLearner { throw EtcdError.notSupportedForLearner }
             return try await kv.range(q)
         }
-        r.unary("/etcdserverpb.KV/Put", onEventLoop: true) { (q: Etcdserverpb_PutRequest) in try await kv.put(q) }
-        r.unary("/etcdserverpb.KV/DeleteRange", onEventLoop: true) { (q: Etcdserverpb_DeleteRangeRequest) in try await kv.deleteRange(q) }
-        r.unary("/etcdserverpb.KV/Txn", onEventLoop: true) { (q: Etcdserverpb_TxnRequest) in try await kv.txn(q) }
+        r.unary("/etcdserverpb.KV/Put", callback: kv.put)
+        r.unary("/etcdserverpb.KV/DeleteRange", callback: kv.deleteRange)
+        r.unary("/etcdserverpb.KV/Txn", callback: kv.txn)
         r.unary("/etcdserverpb.KV/Compact") { (q: Etcdserverpb_CompactionRequest) in try await kv.compact(q) }
 
         let maintenance = MaintenanceService(server: server)

@@ -42,6 +42,30 @@ public struct KVService: Sendable {
         return resp
     }
 
+    // The writes without a task (the gRPC server calls these on the event loop): the same
+    // checks in the same order, `done` called once. What waits before the log (raising the
+    // NOSPACE alarm) runs the versions above in a task.
+
+    public func put(_ r: Etcdserverpb_PutRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_PutResponse, EtcdError>) -> Void) {
+        guard server.quotaAvailable(put: r) else { return answerInTask(done) { () throws(EtcdError) in try await put(r) } }
+        do throws(EtcdError) { try Validation.check(r) } catch { return done(.failure(error)) }
+        let server = self.server
+        server.put(r) { done($0.map { var resp = $0; server.fill(&resp.header); return resp }) }
+    }
+
+    public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_DeleteRangeResponse, EtcdError>) -> Void) {
+        do throws(EtcdError) { try Validation.check(r) } catch { return done(.failure(error)) }
+        let server = self.server
+        server.deleteRange(r) { done($0.map { var resp = $0; server.fill(&resp.header); return resp }) }
+    }
+
+    public func txn(_ r: Etcdserverpb_TxnRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_TxnResponse, EtcdError>) -> Void) {
+        guard server.quotaAvailable(txn: r) else { return answerInTask(done) { () throws(EtcdError) in try await txn(r) } }
+        do throws(EtcdError) { try Validation.check(r, maxTxnOps: server.config.maxTxnOps) } catch { return done(.failure(error)) }
+        let server = self.server
+        server.txn(r) { done($0.map { var resp = $0; server.fill(&resp.header); return resp }) }
+    }
+
     public func compact(_ r: Etcdserverpb_CompactionRequest) async throws(EtcdError) -> Etcdserverpb_CompactionResponse {
         var resp = try await server.compact(r)
         server.fill(&resp.header)

@@ -46,6 +46,8 @@ public struct EtcdError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let noLeader = EtcdError(.unavailable, "etcdserver: no leader")
     public static let stopped = EtcdError(.unavailable, "etcdserver: server stopped")
     public static let timeout = EtcdError(.unavailable, "etcdserver: request timed out")
+    /// An entry applied to something other than its request's kind (a bug, never the client's).
+    static let unexpectedApplyResult = EtcdError(.internal, "unexpected apply result")
     public static let timeoutDueToLeaderFail = EtcdError(
         .unavailable, "etcdserver: request timed out, possibly due to previous leader failure")
     public static let timeoutDueToConnectionLost = EtcdError(

@@ -151,7 +151,16 @@ public final class EtcdServer: Sendable {
     }
     public var startup: StartupReport { state.withLock { $0.startup } }
 
-    typealias Waiter = CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>
+    /// What is woken with a request's applied result: a suspended task, or a callback (the
+    /// event loop's unary calls, which run without a task).
+    struct Waiter: Sendable {
+        let resume: @Sendable (Result<AppliedResponse, EtcdError>) -> Void
+
+        init(_ c: CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>) { resume = { c.resume(returning: $0) } }
+        init(_ callback: @escaping @Sendable (Result<AppliedResponse, EtcdError>) -> Void) { resume = callback }
+
+        func resume(returning result: Result<AppliedResponse, EtcdError>) { resume(result) }
+    }
 
     /// Handlers waiting for their request to be applied, by request ID; a handler registers
     /// before its entry is proposed, as etcd's `wait.Wait`. Apart from `state`, so that
@@ -875,14 +884,14 @@ public final class EtcdServer: Sendable {
     public func put(_ r: Etcdserverpb_PutRequest) async throws(EtcdError) -> Etcdserverpb_PutResponse {
         var req = Etcdserverpb_InternalRaftRequest()
         req.put = r
-        guard case .put(let resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .put(let resp) = try await process(&req) else { throw .unexpectedApplyResult }
         return resp
     }
 
     public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest) async throws(EtcdError) -> Etcdserverpb_DeleteRangeResponse {
         var req = Etcdserverpb_InternalRaftRequest()
         req.deleteRange = r
-        guard case .deleteRange(let resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .deleteRange(let resp) = try await process(&req) else { throw .unexpectedApplyResult }
         return resp
     }
 
@@ -901,14 +910,37 @@ public final class EtcdServer: Sendable {
         }
         var req = Etcdserverpb_InternalRaftRequest()
         req.txn = r
-        guard case .txn(let resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .txn(let resp) = try await process(&req) else { throw .unexpectedApplyResult }
         return resp
+    }
+
+    // The writes without a task: `done` is called once, on the thread that applied the entry
+    // (or timed it out), or at once when the request is refused before the log.
+
+    public func put(_ r: Etcdserverpb_PutRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_PutResponse, EtcdError>) -> Void) {
+        var req = Etcdserverpb_InternalRaftRequest()
+        req.put = r
+        process(&req) { done($0.flatMap { if case .put(let resp) = $0 { .success(resp) } else { .failure(.unexpectedApplyResult) } }) }
+    }
+
+    public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_DeleteRangeResponse, EtcdError>) -> Void) {
+        var req = Etcdserverpb_InternalRaftRequest()
+        req.deleteRange = r
+        process(&req) { done($0.flatMap { if case .deleteRange(let resp) = $0 { .success(resp) } else { .failure(.unexpectedApplyResult) } }) }
+    }
+
+    /// A txn of ranges only is served without the log, after a ReadIndex: in a task.
+    public func txn(_ r: Etcdserverpb_TxnRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_TxnResponse, EtcdError>) -> Void) {
+        if KVStore.isTxnReadonly(r) { return answerInTask(done) { () throws(EtcdError) in try await self.txn(r) } }
+        var req = Etcdserverpb_InternalRaftRequest()
+        req.txn = r
+        process(&req) { done($0.flatMap { if case .txn(let resp) = $0 { .success(resp) } else { .failure(.unexpectedApplyResult) } }) }
     }
 
     public func compact(_ r: Etcdserverpb_CompactionRequest) async throws(EtcdError) -> Etcdserverpb_CompactionResponse {
         var req = Etcdserverpb_InternalRaftRequest()
         req.compaction = r
-        guard case .compaction(var resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .compaction(var resp) = try await process(&req) else { throw .unexpectedApplyResult }
         if r.physical {
             // --physical: answer once the compaction is in the backend file (etcd waits for it).
             try state.withLock { s throws(EtcdError) in
@@ -924,7 +956,7 @@ public final class EtcdServer: Sendable {
     public func alarm(_ r: Etcdserverpb_AlarmRequest) async throws(EtcdError) -> Etcdserverpb_AlarmResponse {
         var req = Etcdserverpb_InternalRaftRequest()
         req.alarm = r
-        guard case .alarm(let resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .alarm(let resp) = try await process(&req) else { throw .unexpectedApplyResult }
         return resp
     }
 
@@ -932,6 +964,22 @@ public final class EtcdServer: Sendable {
     /// waiter, propose, and wait until the entry is applied.
     /// (`inout`: stamping the ID in the caller's own request does not copy its storage.)
     func process(_ request: inout Etcdserverpb_InternalRaftRequest) async throws(EtcdError) -> AppliedResponse {
+        let (id, data, d) = try prepare(&request)
+        return try await wait(for: id) { d.propose(data, requestID: id) }
+    }
+
+    /// `process` without a task: `done` is called with the applied result (on the thread that
+    /// applied it, or on the one that timed it out), or at once when the request is refused.
+    func process(_ request: inout Etcdserverpb_InternalRaftRequest,
+                 _ done: @escaping @Sendable (Result<AppliedResponse, EtcdError>) -> Void) {
+        let (id, data, d): (UInt64, Data, RaftDriver)
+        do { (id, data, d) = try prepare(&request) } catch { return done(.failure(error)) }
+        wait(for: id, Waiter(done)) { d.propose(data, requestID: id) }
+    }
+
+    /// The request stamped with its ID, as it enters the log (size-checked, sealed), and the
+    /// driver to propose it to.
+    private func prepare(_ request: inout Etcdserverpb_InternalRaftRequest) throws(EtcdError) -> (UInt64, Data, RaftDriver) {
         let id = requestIDs.next()
         request.header.id = id
         let data: Data
@@ -946,24 +994,30 @@ public final class EtcdServer: Sendable {
             throw EtcdError(.internal, "etcdserver: failed to encode request: \(error)")
         }
         guard let d = driver.withLock({ $0 }) else { throw .stopped }
-        return try await wait(for: id) { d.propose(data, requestID: id) }
+        return (id, data, d)
     }
 
     /// Registers a waiter for request `id`, runs `propose`, and waits until the entry is
-    /// applied here, or fails after etcd's request timeout (5 s + 2 election timeouts).
+    /// applied here, or fails after etcd's request timeout.
     func wait(for id: UInt64, _ propose: () -> Void) async throws(EtcdError) -> AppliedResponse {
-        let timeout = requestTimeout
-        let result = await withCheckedContinuation { (c: Waiter) in
-            waiters.withLock { $0[id] = c }
-            propose()
-            let start = ContinuousClock.now
-            deadlines.add(after: timeout) { [weak self] in
-                guard let self, let w = waiters.withLock({ $0.removeValue(forKey: id) }) else { return }
-                let (lead, elected) = state.withLock { ($0.leader, $0.leaderElectedAt) }
-                w.resume(returning: .failure(timeoutError(start: start, lead: lead, elected: elected)))
-            }
+        let result = await withCheckedContinuation { (c: CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>) in
+            wait(for: id, Waiter(c), propose)
         }
         return try result.get()
+    }
+
+    /// Registers `waiter` for request `id`, runs `propose`; the waiter is woken when the entry
+    /// is applied here, or fails after etcd's request timeout (5 s + 2 election timeouts).
+    func wait(for id: UInt64, _ waiter: Waiter, _ propose: () -> Void) {
+        let timeout = requestTimeout
+        waiters.withLock { $0[id] = waiter }
+        propose()
+        let start = ContinuousClock.now
+        deadlines.add(after: timeout) { [weak self] in
+            guard let self, let w = waiters.withLock({ $0.removeValue(forKey: id) }) else { return }
+            let (lead, elected) = state.withLock { ($0.leader, $0.leaderElectedAt) }
+            w.resume(returning: .failure(timeoutError(start: start, lead: lead, elected: elected)))
+        }
     }
 
     /// etcd's parseProposeCtxErr: a request that started shortly before the current leader
@@ -988,6 +1042,15 @@ public final class EtcdServer: Sendable {
 
     var driverIfRunning: RaftDriver? { driver.withLock { $0 } }
 
+}
+
+/// The callback API's way to a method that waits: runs `body` in a task, hands its result to
+/// `done`.
+public func answerInTask<R: Sendable>(_ done: @escaping @Sendable (Result<R, EtcdError>) -> Void,
+                                      _ body: @escaping @Sendable () async throws(EtcdError) -> R) {
+    Task {
+        do throws(EtcdError) { done(.success(try await body())) } catch { done(.failure(error)) }
+    }
 }
 
 /// A continuation resumed by whichever of several callbacks comes first.

@@ -12,7 +12,7 @@ extension EtcdServer {
         while r.id == 0 { r.id = Int64(bitPattern: requestIDs.next() & ((1 << 63) - 1)) }
         var req = Etcdserverpb_InternalRaftRequest()
         req.leaseGrant = r
-        guard case .leaseGrant(var resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .leaseGrant(var resp) = try await process(&req) else { throw .unexpectedApplyResult }
         fill(&resp.header)
         return resp
     }
@@ -20,7 +20,7 @@ extension EtcdServer {
     public func leaseRevoke(_ r: Etcdserverpb_LeaseRevokeRequest) async throws(EtcdError) -> Etcdserverpb_LeaseRevokeResponse {
         var req = Etcdserverpb_InternalRaftRequest()
         req.leaseRevoke = r
-        guard case .leaseRevoke(var resp) = try await process(&req) else { throw EtcdError(.internal, "unexpected apply result") }
+        guard case .leaseRevoke(var resp) = try await process(&req) else { throw .unexpectedApplyResult }
         fill(&resp.header)
         return resp
     }

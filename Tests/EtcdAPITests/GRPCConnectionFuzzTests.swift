@@ -20,12 +20,13 @@ import Testing
 
     func routes() -> GRPCRoutes {
         var r = GRPCRoutes()
-        // On the event loop, without suspending: the call ends within the loop's run().
-        r.unary("/etcdserverpb.KV/Put", onEventLoop: true) { (q: Etcdserverpb_PutRequest) in
+        // A callback method answering at once, on the event loop: the call ends within the
+        // loop's run().
+        r.unary("/etcdserverpb.KV/Put", callback: { (q: Etcdserverpb_PutRequest, done) in
             var response = Etcdserverpb_PutResponse()
             response.header.revision = Int64(q.key.count)
-            return response
-        }
+            done(.success(response))
+        })
         return r
     }
 
