@@ -10,9 +10,10 @@ import Synchronization
 // multiplexer, no channel per stream): each HTTP/2 stream is one `GRPCCall`, kept by its
 // connection's `GRPCConnectionHandler` on the connection's event loop. A unary call's
 // method runs once its request message is complete, in a task or (the writes) called on the
-// event loop with a callback; its response, headers and trailers go out in one write. Streams get their requests as an async sequence and write through a
-// `ResponseWriter`. What gRPC-Go (etcd's server) says on the wire, this says too: its status
-// codes and messages, its receive limit, its keepalive policy.
+// event loop with a callback; its response, headers and trailers go out in one write.
+// Streams get their requests as an async sequence and write through a `ResponseWriter`.
+// What gRPC-Go (etcd's server) says on the wire, this says too: its status codes and
+// messages, its receive limit, its keepalive policy.
 
 /// A method of a service, by what it does with its call's messages (protobuf bytes).
 enum GRPCMethod: Sendable {
