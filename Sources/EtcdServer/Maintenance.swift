@@ -72,13 +72,13 @@ extension EtcdServer {
         return backend.db.size + Int64(cost) < quota
     }
 
-    /// etcd's quotaAlarmer, in front of Put, Txn and LeaseGrant: over quota, the member raises
-    /// the NOSPACE alarm (through the log) and refuses the request.
     /// Whether `r` fits in the quota (when not, `checkQuota` raises the alarm and refuses it).
     public func quotaAvailable(put r: Etcdserverpb_PutRequest) -> Bool { quotaAvailable(cost: Quota.cost(r)) }
 
     public func quotaAvailable(txn r: Etcdserverpb_TxnRequest) -> Bool { quotaAvailable(cost: Quota.cost(r)) }
 
+    /// etcd's quotaAlarmer, in front of Put, Txn and LeaseGrant: over quota, the member raises
+    /// the NOSPACE alarm (through the log) and refuses the request.
     public func checkQuota(put r: Etcdserverpb_PutRequest) async throws(EtcdError) {
         try await checkQuota(cost: Quota.cost(r))
     }
