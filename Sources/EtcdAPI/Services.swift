@@ -18,52 +18,49 @@ public struct KVService: Sendable {
         return resp
     }
 
+    // The writes take a callback (the gRPC server calls them on the event loop, without a
+    // task; `done` is called once); the async forms wait for the same calls.
+
     public func put(_ r: Etcdserverpb_PutRequest) async throws(EtcdError) -> Etcdserverpb_PutResponse {
-        // etcd's quotaKVServer wraps the KV server: the quota is checked first.
-        try await server.checkQuota(put: r)
-        try Validation.check(r)
-        var resp = try await server.put(r)
-        server.fill(&resp.header)
-        return resp
+        try await awaitResult { put(r, $0) }
     }
 
     public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest) async throws(EtcdError) -> Etcdserverpb_DeleteRangeResponse {
-        try Validation.check(r)
-        var resp = try await server.deleteRange(r)
-        server.fill(&resp.header)
-        return resp
+        try await awaitResult { deleteRange(r, $0) }
     }
 
     public func txn(_ r: Etcdserverpb_TxnRequest) async throws(EtcdError) -> Etcdserverpb_TxnResponse {
-        try await server.checkQuota(txn: r)
-        try Validation.check(r, maxTxnOps: server.config.maxTxnOps)
-        var resp = try await server.txn(r)
-        server.fill(&resp.header)
-        return resp
+        try await awaitResult { txn(r, $0) }
     }
 
-    // The writes without a task (the gRPC server calls these on the event loop): the same
-    // checks in the same order, `done` called once. What waits before the log (raising the
-    // NOSPACE alarm) runs the versions above in a task.
-
     public func put(_ r: Etcdserverpb_PutRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_PutResponse, EtcdError>) -> Void) {
-        guard server.quotaAvailable(put: r) else { return answerInTask(done) { () throws(EtcdError) in try await put(r) } }
-        do throws(EtcdError) { try Validation.check(r) } catch { return done(.failure(error)) }
         let server = self.server
-        server.put(r) { done($0.map { var resp = $0; server.fill(&resp.header); return resp }) }
+        // etcd's quotaKVServer wraps the KV server: the quota is checked first.
+        server.checkQuota(put: r, done) {
+            do throws(EtcdError) { try Validation.check(r) } catch { return done(.failure(error)) }
+            server.put(r, filling(done, \.header))
+        }
     }
 
     public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_DeleteRangeResponse, EtcdError>) -> Void) {
         do throws(EtcdError) { try Validation.check(r) } catch { return done(.failure(error)) }
-        let server = self.server
-        server.deleteRange(r) { done($0.map { var resp = $0; server.fill(&resp.header); return resp }) }
+        server.deleteRange(r, filling(done, \.header))
     }
 
     public func txn(_ r: Etcdserverpb_TxnRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_TxnResponse, EtcdError>) -> Void) {
-        guard server.quotaAvailable(txn: r) else { return answerInTask(done) { () throws(EtcdError) in try await txn(r) } }
-        do throws(EtcdError) { try Validation.check(r, maxTxnOps: server.config.maxTxnOps) } catch { return done(.failure(error)) }
         let server = self.server
-        server.txn(r) { done($0.map { var resp = $0; server.fill(&resp.header); return resp }) }
+        server.checkQuota(txn: r, done) {
+            do throws(EtcdError) { try Validation.check(r, maxTxnOps: server.config.maxTxnOps) } catch { return done(.failure(error)) }
+            server.txn(r, filling(done, \.header))
+        }
+    }
+
+    /// `done`, given the response with its header filled.
+    private func filling<R>(
+        _ done: @escaping @Sendable (Result<R, EtcdError>) -> Void, _ header: WritableKeyPath<R, Etcdserverpb_ResponseHeader> & Sendable
+    ) -> @Sendable (Result<R, EtcdError>) -> Void {
+        let server = self.server
+        return { result in done(result.map { var resp = $0; server.fill(&resp[keyPath: header]); return resp }) }
     }
 
     public func compact(_ r: Etcdserverpb_CompactionRequest) async throws(EtcdError) -> Etcdserverpb_CompactionResponse {

@@ -151,12 +151,11 @@ public final class EtcdServer: Sendable {
     }
     public var startup: StartupReport { state.withLock { $0.startup } }
 
-    /// What is woken with a request's applied result: a suspended task, or a callback (the
-    /// event loop's unary calls, which run without a task).
+    /// What is woken with a request's applied result: a callback (an async caller waits for
+    /// it through `awaitResult`).
     struct Waiter: Sendable {
         let resume: @Sendable (Result<AppliedResponse, EtcdError>) -> Void
 
-        init(_ c: CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>) { resume = { c.resume(returning: $0) } }
         init(_ callback: @escaping @Sendable (Result<AppliedResponse, EtcdError>) -> Void) { resume = callback }
 
         func resume(returning result: Result<AppliedResponse, EtcdError>) { resume(result) }
@@ -881,60 +880,53 @@ public final class EtcdServer: Sendable {
 
     // MARK: - Writes: propose, commit, apply, wake
 
+    // Put, DeleteRange and Txn take a callback (the gRPC server calls them on the event loop,
+    // without a task): `done` is called once, on the thread that applied the entry (or timed
+    // it out), or at once when the request is refused before the log. The async forms wait
+    // for the same calls.
+
     public func put(_ r: Etcdserverpb_PutRequest) async throws(EtcdError) -> Etcdserverpb_PutResponse {
-        var req = Etcdserverpb_InternalRaftRequest()
-        req.put = r
-        guard case .put(let resp) = try await process(&req) else { throw .unexpectedApplyResult }
-        return resp
+        try await awaitResult { put(r, $0) }
     }
 
     public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest) async throws(EtcdError) -> Etcdserverpb_DeleteRangeResponse {
-        var req = Etcdserverpb_InternalRaftRequest()
-        req.deleteRange = r
-        guard case .deleteRange(let resp) = try await process(&req) else { throw .unexpectedApplyResult }
-        return resp
+        try await awaitResult { deleteRange(r, $0) }
     }
 
     public func txn(_ r: Etcdserverpb_TxnRequest) async throws(EtcdError) -> Etcdserverpb_TxnResponse {
-        // etcd serves a txn of ranges only without the log: after a ReadIndex unless every
-        // range is serializable.
-        if KVStore.isTxnReadonly(r) {
-            let serializable = (r.success + r.failure).allSatisfy { op in
-                if case .requestRange(let rr)? = op.request { return rr.serializable }
-                return true
-            }
-            if !serializable { try await linearizableReadBarrier() }
-            return try state.withLock { s throws(EtcdError) in
-                do throws(MVCCError) { return try s.kv.txn(r) } catch { throw EtcdError(error) }
-            }
-        }
-        var req = Etcdserverpb_InternalRaftRequest()
-        req.txn = r
-        guard case .txn(let resp) = try await process(&req) else { throw .unexpectedApplyResult }
-        return resp
+        try await awaitResult { txn(r, $0) }
     }
-
-    // The writes without a task: `done` is called once, on the thread that applied the entry
-    // (or timed it out), or at once when the request is refused before the log.
 
     public func put(_ r: Etcdserverpb_PutRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_PutResponse, EtcdError>) -> Void) {
         var req = Etcdserverpb_InternalRaftRequest()
         req.put = r
-        process(&req) { done($0.flatMap { if case .put(let resp) = $0 { .success(resp) } else { .failure(.unexpectedApplyResult) } }) }
+        process(&req, done) { if case .put(let resp) = $0 { resp } else { nil } }
     }
 
     public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_DeleteRangeResponse, EtcdError>) -> Void) {
         var req = Etcdserverpb_InternalRaftRequest()
         req.deleteRange = r
-        process(&req) { done($0.flatMap { if case .deleteRange(let resp) = $0 { .success(resp) } else { .failure(.unexpectedApplyResult) } }) }
+        process(&req, done) { if case .deleteRange(let resp) = $0 { resp } else { nil } }
     }
 
-    /// A txn of ranges only is served without the log, after a ReadIndex: in a task.
     public func txn(_ r: Etcdserverpb_TxnRequest, _ done: @escaping @Sendable (Result<Etcdserverpb_TxnResponse, EtcdError>) -> Void) {
-        if KVStore.isTxnReadonly(r) { return answerInTask(done) { () throws(EtcdError) in try await self.txn(r) } }
+        if KVStore.isTxnReadonly(r) { return answerInTask(done) { () throws(EtcdError) in try await self.readonlyTxn(r) } }
         var req = Etcdserverpb_InternalRaftRequest()
         req.txn = r
-        process(&req) { done($0.flatMap { if case .txn(let resp) = $0 { .success(resp) } else { .failure(.unexpectedApplyResult) } }) }
+        process(&req, done) { if case .txn(let resp) = $0 { resp } else { nil } }
+    }
+
+    /// etcd serves a txn of ranges only without the log: after a ReadIndex unless every range
+    /// is serializable.
+    private func readonlyTxn(_ r: Etcdserverpb_TxnRequest) async throws(EtcdError) -> Etcdserverpb_TxnResponse {
+        let serializable = (r.success + r.failure).allSatisfy { op in
+            if case .requestRange(let rr)? = op.request { return rr.serializable }
+            return true
+        }
+        if !serializable { try await linearizableReadBarrier() }
+        return try state.withLock { s throws(EtcdError) in
+            do throws(MVCCError) { return try s.kv.txn(r) } catch { throw EtcdError(error) }
+        }
     }
 
     public func compact(_ r: Etcdserverpb_CompactionRequest) async throws(EtcdError) -> Etcdserverpb_CompactionResponse {
@@ -964,8 +956,7 @@ public final class EtcdServer: Sendable {
     /// waiter, propose, and wait until the entry is applied.
     /// (`inout`: stamping the ID in the caller's own request does not copy its storage.)
     func process(_ request: inout Etcdserverpb_InternalRaftRequest) async throws(EtcdError) -> AppliedResponse {
-        let (id, data, d) = try prepare(&request)
-        return try await wait(for: id) { d.propose(data, requestID: id) }
+        try await awaitResult { process(&request, $0) }
     }
 
     /// `process` without a task: `done` is called with the applied result (on the thread that
@@ -975,6 +966,15 @@ public final class EtcdServer: Sendable {
         let (id, data, d): (UInt64, Data, RaftDriver)
         do { (id, data, d) = try prepare(&request) } catch { return done(.failure(error)) }
         wait(for: id, Waiter(done)) { d.propose(data, requestID: id) }
+    }
+
+    /// `process` for one kind of result, which `pick` takes out of the applied response.
+    private func process<R>(_ request: inout Etcdserverpb_InternalRaftRequest,
+                            _ done: @escaping @Sendable (Result<R, EtcdError>) -> Void,
+                            pick: @escaping @Sendable (AppliedResponse) -> R?) {
+        process(&request) { result in
+            done(result.flatMap { applied in pick(applied).map { .success($0) } ?? .failure(.unexpectedApplyResult) })
+        }
     }
 
     /// The request stamped with its ID, as it enters the log (size-checked, sealed), and the
@@ -995,15 +995,6 @@ public final class EtcdServer: Sendable {
         }
         guard let d = driver.withLock({ $0 }) else { throw .stopped }
         return (id, data, d)
-    }
-
-    /// Registers a waiter for request `id`, runs `propose`, and waits until the entry is
-    /// applied here, or fails after etcd's request timeout.
-    func wait(for id: UInt64, _ propose: () -> Void) async throws(EtcdError) -> AppliedResponse {
-        let result = await withCheckedContinuation { (c: CheckedContinuation<Result<AppliedResponse, EtcdError>, Never>) in
-            wait(for: id, Waiter(c), propose)
-        }
-        return try result.get()
     }
 
     /// Registers `waiter` for request `id`, runs `propose`; the waiter is woken when the entry
@@ -1051,6 +1042,16 @@ public func answerInTask<R: Sendable>(_ done: @escaping @Sendable (Result<R, Etc
     Task {
         do throws(EtcdError) { done(.success(try await body())) } catch { done(.failure(error)) }
     }
+}
+
+/// The other way round: waits for what `start` hands to its callback (the async form of a
+/// method that takes one).
+public func awaitResult<R: Sendable>(
+    _ start: (@escaping @Sendable (Result<R, EtcdError>) -> Void) -> Void
+) async throws(EtcdError) -> R {
+    try await withCheckedContinuation { (c: CheckedContinuation<Result<R, EtcdError>, Never>) in
+        start { c.resume(returning: $0) }
+    }.get()
 }
 
 /// A continuation resumed by whichever of several callbacks comes first.

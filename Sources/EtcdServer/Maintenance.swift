@@ -72,19 +72,27 @@ extension EtcdServer {
         return backend.db.size + Int64(cost) < quota
     }
 
-    /// Whether `r` fits in the quota (when not, `checkQuota` raises the alarm and refuses it).
-    public func quotaAvailable(put r: Etcdserverpb_PutRequest) -> Bool { quotaAvailable(cost: Quota.cost(r)) }
-
-    public func quotaAvailable(txn r: Etcdserverpb_TxnRequest) -> Bool { quotaAvailable(cost: Quota.cost(r)) }
-
     /// etcd's quotaAlarmer, in front of Put, Txn and LeaseGrant: over quota, the member raises
     /// the NOSPACE alarm (through the log) and refuses the request.
-    public func checkQuota(put r: Etcdserverpb_PutRequest) async throws(EtcdError) {
-        try await checkQuota(cost: Quota.cost(r))
+    /// The callback form: when `r` fits, `next` runs at once; else the alarm is raised in a
+    /// task, and `done` gets the refusal (or `next` runs, if room was made meanwhile).
+    public func checkQuota<R: Sendable>(put r: Etcdserverpb_PutRequest, _ done: @escaping @Sendable (Result<R, EtcdError>) -> Void,
+                                        then next: @escaping @Sendable () -> Void) {
+        checkQuota(cost: Quota.cost(r), done, then: next)
     }
 
-    public func checkQuota(txn r: Etcdserverpb_TxnRequest) async throws(EtcdError) {
-        try await checkQuota(cost: Quota.cost(r))
+    public func checkQuota<R: Sendable>(txn r: Etcdserverpb_TxnRequest, _ done: @escaping @Sendable (Result<R, EtcdError>) -> Void,
+                                        then next: @escaping @Sendable () -> Void) {
+        checkQuota(cost: Quota.cost(r), done, then: next)
+    }
+
+    func checkQuota<R: Sendable>(cost: Int, _ done: @escaping @Sendable (Result<R, EtcdError>) -> Void,
+                                 then next: @escaping @Sendable () -> Void) {
+        if quotaAvailable(cost: cost) { return next() }
+        Task {
+            do throws(EtcdError) { try await checkQuota(cost: cost) } catch { return done(.failure(error)) }
+            next()
+        }
     }
 
     func checkQuota(cost: Int) async throws(EtcdError) {
