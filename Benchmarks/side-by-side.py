@@ -16,6 +16,14 @@ belong to that workload alone. Workloads:
     lease-keepalive  swetcd-benchmark lease-keepalive, 100 clients, 100,000 keepalives
     perf-l, perf-xl  stock `etcdctl check perf --load=l|xl` (also perf-s, perf-m on request)
     datascale-s      stock `etcdctl check datascale --load=s` (reads the server's /metrics)
+    clientv3-put-100 the cross-check of put-100 through Go's clientv3 (Benchmarks/clientv3,
+                     built here with Debian's Go sources when `go` is installed)
+    clientv3-put-500 check perf's shape (500 clients, a connection each, 256-byte keys, 1 KiB
+                     values, random keys) through clientv3 without check perf's rate limiter:
+                     100,000 puts as fast as the member takes them
+
+With the clientv3 tool, the header also gives what check perf's rate limiter (Go's
+golang.org/x/time/rate, burst 1) lets through in a process doing nothing else.
 
 Writes are counted as the revision difference (`etcdctl endpoint status`) across the
 workload; syncs are reported per 1,000 writes, or per 1,000 requests for the read-only and
@@ -46,10 +54,17 @@ WORKLOADS = {
                                  " --put-total 1000 --put-rate 100 --val-size 256", "writes"),
     "lease-keepalive": ("loadgen", "lease-keepalive --conns 10 --clients 100 --total 100000", "requests"),
 }
+WORKLOADS.update({
+    "clientv3-put-100": ("clientv3", "put --conns 10 --clients 100 --total 100000 --key-size 8 --val-size 256"
+                                     " --sequential-keys --key-space-size 100000", "writes"),
+    "clientv3-put-500": ("clientv3", "put --conns 500 --clients 500 --total 100000 --key-size 256 --val-size 1024",
+                         "writes"),
+})
 WORKLOADS.update({"perf-" + load: ("perf", load, "writes") for load in ("s", "m", "l", "xl")})
 WORKLOADS.update({"datascale-" + load: ("datascale", load, "writes") for load in ("s", "m", "l", "xl")})
 DEFAULT_WORKLOADS = ["put-1", "put-100", "range-l", "range-s", "txn-put", "watch-latency",
-                     "lease-keepalive", "perf-l", "perf-xl", "datascale-s"]
+                     "lease-keepalive", "perf-l", "perf-xl", "datascale-s", "clientv3-put-100", "clientv3-put-500"]
+CLIENTV3_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clientv3", "main.go")
 SERVERS = ("swetcd", "etcd")
 
 
@@ -162,6 +177,32 @@ def run_loadgen(loadgen, args, port, timeout):
     return res
 
 
+def build_clientv3(work):
+    """The Go cross-check tool, built from Debian's Go sources (nothing fetched); None without Go."""
+    go = shutil.which("go")
+    if go is None:
+        return None
+    out = os.path.join(work, "clientv3-bench")
+    env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off")
+    if "HOME" not in env and "GOCACHE" not in env:
+        env["GOCACHE"] = os.path.join(work, "gocache")
+    r = subprocess.run([go, "build", "-o", out, CLIENTV3_SOURCE], capture_output=True, text=True, env=env, timeout=600)
+    if r.returncode != 0:
+        print("clientv3 tool not built: %s" % r.stderr.strip()[-500:], file=sys.stderr)
+        return None
+    return out
+
+
+def limiter_lines(clientv3):
+    """What check perf's rate limiter lets through alone, for --load=l and --load=xl."""
+    cells = []
+    for load, limit in (("l", 8000), ("xl", 15000)):
+        r = subprocess.run([clientv3, "limiter", "--rate", str(limit), "--seconds", "3"],
+                           capture_output=True, text=True, timeout=30)
+        cells.append("--load=%s asks %d/s, gets %s/s" % (load, limit, r.stdout.strip() or "?"))
+    return ["- etcdctl check perf's rate limiter (x/time/rate, burst 1) alone in an idle process: " + "; ".join(cells)]
+
+
 def run_perf(load, port, timeout):
     r = ctl(port, "check", "perf", "--load=" + load, timeout=timeout)
     out = r.stdout + r.stderr
@@ -226,6 +267,8 @@ def run_one(name, binary, workload, a, work, use_strace):
         t0 = time.monotonic()
         if kind == "loadgen":
             res.update(run_loadgen(a.loadgen_bin, arg, port, a.timeout))
+        elif kind == "clientv3":
+            res.update(run_loadgen(a.clientv3_bin, arg, port, a.timeout))
         elif kind == "perf":
             res.update(run_perf(arg, port, a.timeout))
         else:
@@ -359,6 +402,14 @@ def main():
     work = tempfile.mkdtemp(prefix="side-by-side-", dir=a.dir or os.getcwd())
     fsync = raw_fdatasync_ms(work)
     header = machine_lines(a, sys.argv, fsync, use_strace)
+    a.clientv3_bin = build_clientv3(work) if any(WORKLOADS[w][0] == "clientv3" for w in workloads) else None
+    if a.clientv3_bin:
+        header += limiter_lines(a.clientv3_bin)
+    else:
+        skipped = [w for w in workloads if WORKLOADS[w][0] == "clientv3"]
+        if skipped:
+            header.append("- no Go toolchain: %s skipped" % ", ".join(skipped))
+        workloads = [w for w in workloads if WORKLOADS[w][0] != "clientv3"]
     print("\n".join(header), flush=True)
     raw = {"machine": header, "raw_fdatasync_ms": {"p50": fsync[0], "p99": fsync[1]}, "results": {}}
     try:
