@@ -102,9 +102,15 @@ import Testing
             if size >= 16 { #expect(!stored.windows(ofCount: 16).contains(where: { Array($0) == Array(plain.prefix(16)) })) }
             let other = NamedKey(name: "old", secret: Array(secret.reversed()))
             #expect(try ValueCipher.open(stored, kind: kind, keys: [other, key], etcdKey: etcdKey) == plain)
-            // The wrong key under the right name, a missing key, a flipped byte: errors, never garbage.
-            #expect(throws: CipherError.self) {
-                _ = try ValueCipher.open(stored, kind: kind, keys: [NamedKey(name: "key1", secret: other.secret)], etcdKey: etcdKey)
+            // The wrong key under the right name, a missing key, a flipped byte: errors, never the
+            // plaintext. aescbc has no MAC (as in Kubernetes): a wrong key fails on the PKCS#7
+            // padding, except about 1 time in 256, when the garbage it decrypts to happens to
+            // end in valid padding.
+            let wrongKey = [NamedKey(name: "key1", secret: other.secret)]
+            if kind == .aescbc {
+                #expect((try? ValueCipher.open(stored, kind: kind, keys: wrongKey, etcdKey: etcdKey)) != plain)
+            } else {
+                #expect(throws: CipherError.self) { _ = try ValueCipher.open(stored, kind: kind, keys: wrongKey, etcdKey: etcdKey) }
             }
             #expect(throws: CipherError("no \(kind.rawValue) key named \"key1\" in the encryption provider config: it is needed to read the data")) {
                 _ = try ValueCipher.open(stored, kind: kind, keys: [other], etcdKey: etcdKey)
