@@ -408,7 +408,8 @@ def main():
     else:
         skipped = [w for w in workloads if WORKLOADS[w][0] == "clientv3"]
         if skipped:
-            header.append("- no Go toolchain: %s skipped" % ", ".join(skipped))
+            header.append("- the clientv3 tool is not built (no Go toolchain, or its build failed): %s skipped"
+                          % ", ".join(skipped))
         workloads = [w for w in workloads if WORKLOADS[w][0] != "clientv3"]
     print("\n".join(header), flush=True)
     raw = {"machine": header, "raw_fdatasync_ms": {"p50": fsync[0], "p99": fsync[1]}, "results": {}}
