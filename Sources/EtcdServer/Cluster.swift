@@ -302,7 +302,7 @@ extension EtcdServer {
         guard let d = driverIfRunning else { throw .stopped }
         let data: Data
         do { data = try cc.serializedBytes() } catch { throw EtcdError(.internal, "etcdserver: \(error)") }
-        _ = try await awaitResult { wait(for: id, Waiter($0)) { d.proposeConfChange(data, requestID: id) } }
+        _ = try await awaitResult { wait(for: id, $0) { d.proposeConfChange(data, requestID: id) } }
     }
 
     /// etcd's member URL check: http or https with a host and port, nothing else.

@@ -153,13 +153,7 @@ public final class EtcdServer: Sendable {
 
     /// What is woken with a request's applied result: a callback (an async caller waits for
     /// it through `awaitResult`).
-    struct Waiter: Sendable {
-        let resume: @Sendable (Result<AppliedResponse, EtcdError>) -> Void
-
-        init(_ callback: @escaping @Sendable (Result<AppliedResponse, EtcdError>) -> Void) { resume = callback }
-
-        func resume(returning result: Result<AppliedResponse, EtcdError>) { resume(result) }
-    }
+    typealias Waiter = @Sendable (Result<AppliedResponse, EtcdError>) -> Void
 
     /// Handlers waiting for their request to be applied, by request ID; a handler registers
     /// before its entry is proposed, as etcd's `wait.Wait`. Apart from `state`, so that
@@ -191,7 +185,7 @@ public final class EtcdServer: Sendable {
             defer { w.removeAll() }
             return Array(w.values)
         }
-        for w in all { w.resume(returning: .failure(error)) }
+        for w in all { w(.failure(error)) }
     }
 
     struct State: ~Copyable {
@@ -560,7 +554,7 @@ public final class EtcdServer: Sendable {
                     s.proposalsFailed += 1
                     return s.leader == 0
                 }
-                waiters.withLock { $0.removeValue(forKey: id) }?.resume(returning: .failure(noLeader ? .noLeader : .stopped))
+                waiters.withLock { $0.removeValue(forKey: id) }?(.failure(noLeader ? .noLeader : .stopped))
             },
             snapshotData: { [weak self] index in
                 guard let self else { throw EtcdError.stopped }
@@ -621,7 +615,7 @@ public final class EtcdServer: Sendable {
             appliedTerm.store(s.term, ordering: .relaxed)
         } }
         let woken = waiters.withLock { w in results.compactMap { r in w.removeValue(forKey: r.id).map { ($0, r.result) } } }
-        for (w, r) in woken { w.resume(returning: r) }
+        for (w, r) in woken { w(r) }
         if membershipChanged, let transport = config.peerTransport { transport.setPeers(peerMap(members)) }
         if removed {
             // etcd: "the member has been permanently removed from the cluster"; it stops.
@@ -965,7 +959,7 @@ public final class EtcdServer: Sendable {
                  _ done: @escaping @Sendable (Result<AppliedResponse, EtcdError>) -> Void) {
         let (id, data, d): (UInt64, Data, RaftDriver)
         do { (id, data, d) = try prepare(&request) } catch { return done(.failure(error)) }
-        wait(for: id, Waiter(done)) { d.propose(data, requestID: id) }
+        wait(for: id, done) { d.propose(data, requestID: id) }
     }
 
     /// `process` for one kind of result, which `pick` takes out of the applied response.
@@ -999,7 +993,7 @@ public final class EtcdServer: Sendable {
 
     /// Registers `waiter` for request `id`, runs `propose`; the waiter is woken when the entry
     /// is applied here, or fails after etcd's request timeout (5 s + 2 election timeouts).
-    func wait(for id: UInt64, _ waiter: Waiter, _ propose: () -> Void) {
+    func wait(for id: UInt64, _ waiter: @escaping Waiter, _ propose: () -> Void) {
         let timeout = requestTimeout
         waiters.withLock { $0[id] = waiter }
         propose()
@@ -1007,7 +1001,7 @@ public final class EtcdServer: Sendable {
         deadlines.add(after: timeout) { [weak self] in
             guard let self, let w = waiters.withLock({ $0.removeValue(forKey: id) }) else { return }
             let (lead, elected) = state.withLock { ($0.leader, $0.leaderElectedAt) }
-            w.resume(returning: .failure(timeoutError(start: start, lead: lead, elected: elected)))
+            w(.failure(timeoutError(start: start, lead: lead, elected: elected)))
         }
     }
 
